@@ -1,0 +1,3 @@
+from sniui.cli import main
+
+raise SystemExit(main())
