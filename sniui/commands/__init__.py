@@ -1,0 +1,1 @@
+"""Implementations of the `sniui` subcommands; `sniui.cli` parses arguments and imports these lazily."""
