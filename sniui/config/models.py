@@ -13,6 +13,7 @@ import difflib
 import fnmatch
 import ipaddress
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -132,11 +133,11 @@ class Route(Model):
     allow_clients: list[CidrText] = Field(default_factory=list)
     allow: list[str] = Field(default_factory=list)
 
-    @property
+    @cached_property
     def patterns(self) -> list[Pattern]:
         return [parse_pattern(text) for text in self.sni]
 
-    @property
+    @cached_property
     def template(self) -> Template:
         return parse_template(self.upstream)
 

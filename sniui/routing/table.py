@@ -38,6 +38,7 @@ class CompiledRoute:
     allow: tuple[tuple[str, int, int], ...]
     allow_clients: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     address: HostPort | None   # the fixed upstream, parsed once, when it is a single host:port
+    group: str | None          # the upstream group, when the upstream names one
 
     def admits_client(self, ip: str) -> bool:
         if not self.allow_clients:
@@ -137,6 +138,7 @@ class RouteTable:
             _compile_route(i, label, route) for i, (label, route) in enumerate(zip(config.route_labels(), config.routes))
         )
         self._groups = frozenset(config.upstreams)
+        self._reject_with = config.default.reject_with
         self._exact: dict[str, _Hit] = {}
         self._below: dict[str, _Hit] = {}      # `*.a.b` and `.a.b`: names strictly below a.b
         self._base: dict[str, _Hit] = {}       # `.a.b`: a.b itself
@@ -210,6 +212,11 @@ class RouteTable:
     def _route_decision(self, name: str, route: CompiledRoute, pattern: Pattern, match: re.Match[str] | None,
                         alpn: str | None, candidates: tuple[Candidate, ...]) -> Decision:
         config = route.config
+        if match is None and route.upstream_kind != "template":
+            # The common case, kept to one positional constructor call: it runs per connection.
+            return Decision(name, "route", route.label, route.index, pattern.text, pattern.kind.label, config.upstream,
+                            route.group, route.address, _EMPTY, (), config.mode, config.certificate,
+                            config.proxy_protocol, None, self._reject_with, route, alpn, candidates)
         captures = MappingProxyType({k: (v or "") for k, v in match.groupdict().items()}) if match else _EMPTY
         groups = tuple(g or "" for g in match.groups()) if match else ()
         base = dict(
@@ -317,4 +324,5 @@ def _compile_route(index: int, label: str, route: Route) -> CompiledRoute:
         allow=tuple(parse_allow_entry(entry) for entry in route.allow),
         allow_clients=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in route.allow_clients),
         address=parse_host_port(route.upstream) if classify_upstream(route.upstream) == "address" else None,
+        group=route.upstream if classify_upstream(route.upstream) == "group" else None,
     )
