@@ -1,0 +1,655 @@
+"""The staged edit session behind the Routes and Certificates screens.
+
+HAProxy's runtime API taught operators a safe rhythm: prepare a change,
+validate it, look at it, then commit or abort. This module is that rhythm for
+sniui's config, in plain Python so it is tested without a terminal:
+
+- the working copy is the config *as data* (the same dict the YAML holds), so
+  every edit is validated by the same pydantic models and `cross_check` that
+  `sniui check` runs, and every message is the one `sniui check` prints;
+- `diff()` compares the working copy with the running config: routes added,
+  removed, changed or moved, certificate entries, other sections, and which
+  `tests:` expectations would change decision or start failing;
+- `build()` gives the Config to hand to the engine; `mark_applied`, `save`
+  and `revert` close the loop.
+
+Textual is not imported here: the screens own the presentation.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Literal
+
+from sniui.commands.check import ExpectationResult
+from sniui.config.loader import ConfigError, LocatedIssue, save_config, validate_data
+from sniui.config.models import Config, Expectation, format_loc, route_labels
+from sniui.config.patterns import PatternKind, parse_pattern
+from sniui.routing.table import RouteTable
+
+RouteData = dict[str, Any]
+
+# Form fields that hold lists in the YAML; the editor shows them as comma-separated text.
+LIST_FIELDS = ("sni", "allow", "allow_clients", "alpn")
+# Form fields the route editor offers, in display order. Fields a route has that
+# the form does not show (e.g. description, min_version) are kept untouched.
+FORM_FIELDS = ("name", "sni", "upstream", "mode", "certificate", "client_ca", "proxy_protocol", "allow", "allow_clients")
+
+
+# -- validation results ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FieldIssue:
+    """One message from the config models, attached to a field of the thing being edited."""
+
+    field: str          # the first path step below the edited object ("sni", "upstream"), "" for the object itself
+    path: str           # the full field path as `sniui check` prints it: routes[2].sni[0]
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{self.path}: {prefix}{self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldCheck:
+    """The issues found for one edited object, grouped by field."""
+
+    issues: tuple[FieldIssue, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not any(i.severity == "error" for i in self.issues)
+
+    def for_field(self, name: str) -> list[FieldIssue]:
+        return [i for i in self.issues if i.field == name]
+
+    def messages(self, name: str) -> list[str]:
+        return [i.message if i.severity == "error" else f"warning: {i.message}" for i in self.for_field(name)]
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The working copy checked as a whole: a usable Config, or the errors refusing it."""
+
+    config: Config | None
+    issues: tuple[LocatedIssue, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None
+
+    @property
+    def errors(self) -> list[LocatedIssue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[LocatedIssue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+
+# -- the diff ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChange:
+    kind: Literal["added", "removed", "changed", "moved"]
+    label: str
+    old_index: int | None
+    new_index: int | None
+    fields: tuple[str, ...] = ()     # for "changed": the fields whose value differs
+    before: RouteData | None = None
+    after: RouteData | None = None
+
+    def describe(self) -> str:
+        if self.kind == "added":
+            return f"+ routes[{self.new_index}] {self.label}: {_route_brief(self.after)}"
+        if self.kind == "removed":
+            return f"- routes[{self.old_index}] {self.label}: {_route_brief(self.before)}"
+        if self.kind == "moved":
+            return f"↕ {self.label}: routes[{self.old_index}] → routes[{self.new_index}]"
+        moved = f" (was routes[{self.old_index}])" if self.old_index != self.new_index else ""
+        parts = []
+        for name in self.fields:
+            old = (self.before or {}).get(name)
+            new = (self.after or {}).get(name)
+            parts.append(f"{name}: {_show(old)} → {_show(new)}")
+        return f"~ routes[{self.new_index}] {self.label}{moved}: " + "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryChange:
+    """A change to a named entry of a mapping section (certificates, upstreams)."""
+
+    section: str
+    kind: Literal["added", "removed", "changed"]
+    name: str
+
+    def describe(self) -> str:
+        mark = {"added": "+", "removed": "-", "changed": "~"}[self.kind]
+        return f"{mark} {self.section}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectationOutcome:
+    """One `tests:` entry run against one route table."""
+
+    index: int
+    sni: str | None
+    alpn: str | None
+    expect: str
+    result: str                 # "reject" or the rendered upstream
+    route: str | None           # the deciding route label ("default", "no_sni" for fallbacks)
+    passed: bool
+    summary: str                # Decision.summary: the line `sniui match` prints first
+
+    @property
+    def decision_key(self) -> tuple[str, str | None]:
+        return (self.result, self.route)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectationChange:
+    before: ExpectationOutcome | None     # None: the running table could not evaluate it (new test)
+    after: ExpectationOutcome
+
+    @property
+    def breaks(self) -> bool:
+        return not self.after.passed and (self.before is None or self.before.passed)
+
+    @property
+    def fixes(self) -> bool:
+        return self.after.passed and self.before is not None and not self.before.passed
+
+    def describe(self) -> str:
+        name = self.after.sni if self.after.sni is not None else "(no SNI)"
+        verdict = "now FAILS" if self.breaks else ("now passes" if self.fixes else ("passes" if self.after.passed else "still fails"))
+        was = f"{self.before.result} via {self.before.route}" if self.before else "(not run)"
+        return f"{name}: {was} → {self.after.result} via {self.after.route}; expect {self.after.expect}: {verdict}"
+
+
+@dataclass(frozen=True)
+class StagedDiff:
+    routes: tuple[RouteChange, ...] = ()
+    entries: tuple[EntryChange, ...] = ()
+    sections: tuple[str, ...] = ()              # other top-level sections that differ
+    tests: tuple[ExpectationChange, ...] = ()   # expectations whose decision or verdict changes
+
+    @property
+    def empty(self) -> bool:
+        return not (self.routes or self.entries or self.sections or self.tests)
+
+    @property
+    def breaking_tests(self) -> list[ExpectationChange]:
+        return [t for t in self.tests if t.breaks]
+
+    def lines(self) -> list[str]:
+        """A plain-text rendering; the dialog colours the same facts."""
+        out: list[str] = []
+        if self.routes:
+            out.append("routes:")
+            out += ["  " + change.describe() for change in self.routes]
+        if self.entries:
+            out.append("entries:")
+            out += ["  " + change.describe() for change in self.entries]
+        if self.sections:
+            out.append("sections changed: " + ", ".join(self.sections))
+        if self.tests:
+            out.append("tests that change:")
+            out += ["  " + change.describe() for change in self.tests]
+        return out or ["no changes"]
+
+
+# -- precedence rows for the routes table ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRow:
+    """One pattern of one route, as the routes table lists it."""
+
+    route_index: int | None     # None for the default / no_sni rows
+    pattern_index: int
+    label: str
+    kind: str                   # exact | wildcard | trailing wildcard | regex | default | no_sni | invalid
+    pattern: str
+    upstream: str
+    mode: str
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return "default" if self.route_index is None and self.kind == "default" else (
+            "no_sni" if self.route_index is None else f"{self.route_index}:{self.pattern_index}")
+
+
+def precedence_rows(data: dict[str, Any]) -> list[RouteRow]:
+    """Every pattern of the working copy in the order the table consults them.
+
+    Works on data that does not validate yet: a pattern that does not parse is
+    listed last among the routes, marked invalid, so the user can still select
+    and fix it.
+    """
+    routes: list[RouteData] = list(data.get("routes") or [])
+    labels = _labels(routes)
+    ranked: list[tuple[tuple, RouteRow]] = []
+    for i, (label, route) in enumerate(zip(labels, routes)):
+        sni = route.get("sni") or []
+        for j, text in enumerate([sni] if isinstance(sni, str) else sni):
+            upstream = str(route.get("upstream", ""))
+            mode = str(route.get("mode", "passthrough"))
+            try:
+                pattern = parse_pattern(text)
+            except (ValueError, TypeError) as exc:
+                ranked.append(((9, 0, i, j), RouteRow(i, j, label, "invalid", str(text), upstream, mode, str(exc))))
+                continue
+            # nginx's order: exact, longest leading wildcard, longest trailing wildcard, regexes in file order.
+            specificity = -pattern.specificity if pattern.kind in (PatternKind.LEADING_WILDCARD, PatternKind.TRAILING_WILDCARD) else 0
+            ranked.append(((int(pattern.kind), specificity, i, j), RouteRow(i, j, label, pattern.kind.label, pattern.text, upstream, mode)))
+    rows = [row for _, row in sorted(ranked, key=lambda item: item[0])]
+    for name in ("no_sni", "default"):
+        fallback = data.get(name)
+        if name == "default" and fallback is None:
+            fallback = {}
+        if fallback is None:
+            continue
+        action = fallback.get("action", "reject")
+        target = fallback.get("upstream") or "" if action == "route" else f"reject ({fallback.get('reject_with', 'alert')})"
+        rows.append(RouteRow(None, 0, name, name, "(no SNI)" if name == "no_sni" else "(anything else)", target, "passthrough"))
+    return rows
+
+
+def _labels(routes: list[RouteData]) -> list[str]:
+    # route_labels only reads .name and .sni, so a stand-in lets invalid routes keep a label too.
+    stand_ins = []
+    for route in routes:
+        sni = route.get("sni") or ["(no sni)"]
+        stand_ins.append(SimpleNamespace(name=route.get("name") or None, sni=[sni] if isinstance(sni, str) else list(sni) or ["(no sni)"]))
+    return route_labels(stand_ins)  # type: ignore[arg-type]
+
+
+# -- form text <-> route data -------------------------------------------------------------
+
+
+def route_to_fields(route: RouteData) -> dict[str, str]:
+    """The text each editor field starts with."""
+    out: dict[str, str] = {}
+    for name in FORM_FIELDS:
+        value = route.get(name)
+        if value is None:
+            out[name] = "passthrough" if name == "mode" else ""
+        elif isinstance(value, list):
+            out[name] = ", ".join(str(v) for v in value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def fields_to_route(fields: dict[str, str], base: RouteData | None = None) -> RouteData:
+    """Route data from editor text; fields the form does not show are kept from `base`.
+
+    Empty text means "not set", so the model's default applies — the same as
+    leaving the key out of the YAML.
+    """
+    route: RouteData = {k: copy.deepcopy(v) for k, v in (base or {}).items() if k not in FORM_FIELDS}
+    for name in FORM_FIELDS:
+        if name not in fields:
+            if base and name in base:
+                route[name] = copy.deepcopy(base[name])
+            continue
+        text = fields[name].strip()
+        if not text:
+            continue
+        if name in LIST_FIELDS:
+            items = [item.strip() for item in text.split(",") if item.strip()]
+            route[name] = items
+        elif name == "mode" and text == "passthrough":
+            continue
+        else:
+            route[name] = text
+    return route
+
+
+# -- the session ------------------------------------------------------------------------------
+
+
+def config_data(config: Config) -> dict[str, Any]:
+    """The config as the YAML would hold it (defaults left out), for editing and comparing."""
+    return config.model_dump(mode="json", exclude_defaults=True)
+
+
+class StagedSession:
+    """A working copy of the running config, edited without touching the engine.
+
+    Every edit bumps `revision`, so screens can tell cheaply whether to redraw.
+    """
+
+    def __init__(self, running: Config, *, path: Path | None = None):
+        self.path = Path(path) if path is not None else None
+        self.running = running
+        self._running_data = config_data(running)
+        self._saved_data: dict[str, Any] | None = copy.deepcopy(self._running_data) if path is not None else None
+        self._data = copy.deepcopy(self._running_data)
+        # Which running route each working route came from (None: added here);
+        # lets the diff say "changed" even when a route's name or pattern was edited.
+        self._origins: list[int | None] = list(range(len(self._data.get("routes") or [])))
+        self.revision = 0
+        self._validation: tuple[int, Validation] | None = None
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def file(self) -> str:
+        return str(self.path) if self.path is not None else (self.running.source or "<staged>")
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return copy.deepcopy(self._data)
+
+    @property
+    def routes(self) -> list[RouteData]:
+        return copy.deepcopy(list(self._data.get("routes") or []))
+
+    def route(self, index: int) -> RouteData:
+        return copy.deepcopy(self._data["routes"][index])
+
+    def labels(self) -> list[str]:
+        return _labels(list(self._data.get("routes") or []))
+
+    @property
+    def certificates(self) -> dict[str, dict[str, str]]:
+        return copy.deepcopy(dict(self._data.get("certificates") or {}))
+
+    @property
+    def unapplied(self) -> bool:
+        return self._data != self._running_data
+
+    @property
+    def unsaved(self) -> bool:
+        """The working copy differs from the file (from the running config when there is no file yet)."""
+        reference = self._saved_data if self._saved_data is not None else self._running_data
+        return self._data != reference
+
+    def rows(self) -> list[RouteRow]:
+        return precedence_rows(self._data)
+
+    # -- editing -------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.revision += 1
+
+    def add_route(self, route: RouteData, index: int | None = None) -> int:
+        routes = self._data.setdefault("routes", [])
+        index = len(routes) if index is None else max(0, min(index, len(routes)))
+        routes.insert(index, copy.deepcopy(route))
+        self._origins.insert(index, None)
+        self._changed()
+        return index
+
+    def replace_route(self, index: int, route: RouteData) -> None:
+        self._data["routes"][index] = copy.deepcopy(route)
+        self._changed()
+
+    def delete_route(self, index: int) -> RouteData:
+        removed = self._data["routes"].pop(index)
+        self._origins.pop(index)
+        if not self._data["routes"]:
+            del self._data["routes"]
+        self._changed()
+        return removed
+
+    def move_route(self, index: int, delta: int) -> int:
+        """Move a route up (delta < 0) or down in file order; returns its new index."""
+        routes = self._data.get("routes") or []
+        target = max(0, min(index + delta, len(routes) - 1))
+        if target != index:
+            routes.insert(target, routes.pop(index))
+            self._origins.insert(target, self._origins.pop(index))
+            self._changed()
+        return target
+
+    def set_certificate(self, name: str, entry: dict[str, str], *, old_name: str | None = None) -> None:
+        certificates = self._data.setdefault("certificates", {})
+        if old_name is not None and old_name != name:
+            certificates.pop(old_name, None)
+        certificates[name] = dict(entry)
+        self._changed()
+
+    def remove_certificate(self, name: str) -> None:
+        certificates = self._data.get("certificates") or {}
+        certificates.pop(name, None)
+        if not certificates:
+            self._data.pop("certificates", None)
+        self._changed()
+
+    def map_certificate(self, route_index: int, certificate: str | None) -> None:
+        """Serve `certificate` on a route (which then terminates TLS), or go back to passthrough."""
+        route = self._data["routes"][route_index]
+        if certificate:
+            route["mode"] = "terminate"
+            route["certificate"] = certificate
+        else:
+            for key in ("mode", "certificate", "client_ca", "alpn"):
+                route.pop(key, None)
+        self._changed()
+
+    def revert(self) -> None:
+        """Back to the running config."""
+        self._data = copy.deepcopy(self._running_data)
+        self._origins = list(range(len(self._data.get("routes") or [])))
+        self._changed()
+
+    # -- checking ------------------------------------------------------------
+
+    def _validate_data(self, data: dict[str, Any]) -> Validation:
+        try:
+            loaded = validate_data(copy.deepcopy(data), file=self.file, base_dir=self.running.base_dir)
+        except ConfigError as exc:
+            return Validation(None, tuple(exc.issues))
+        return Validation(loaded.config, tuple(loaded.warnings))
+
+    def validate(self) -> Validation:
+        """The whole working copy through the config models (cached per revision)."""
+        if self._validation is None or self._validation[0] != self.revision:
+            self._validation = (self.revision, self._validate_data(self._data))
+        return self._validation[1]
+
+    def check_route(self, route: RouteData, index: int | None = None) -> FieldCheck:
+        """Validate `route` in place of routes[index] (or appended), in the context of everything else.
+
+        Only the issues located inside that route are returned; they are the
+        messages `sniui check` would print for it.
+        """
+        data = copy.deepcopy(self._data)
+        routes = data.setdefault("routes", [])
+        if index is None:
+            index = len(routes)
+            routes.append(copy.deepcopy(route))
+        else:
+            routes[index] = copy.deepcopy(route)
+        return _issues_under(self._validate_data(data).issues, ("routes", index))
+
+    def check_certificate(self, name: str, entry: dict[str, str], *, old_name: str | None = None) -> FieldCheck:
+        """Validate a certificate entry in context (names, required fields); file contents are the caller's."""
+        issues: list[FieldIssue] = []
+        if not name.strip():
+            issues.append(FieldIssue("name", "certificates", "a certificate entry needs a name"))
+        elif name != old_name and name in (self._data.get("certificates") or {}):
+            issues.append(FieldIssue("name", f"certificates.{name}", f"certificate {name!r} already exists"))
+        data = copy.deepcopy(self._data)
+        certificates = data.setdefault("certificates", {})
+        if old_name is not None:
+            certificates.pop(old_name, None)
+        key = name.strip() or "_"
+        certificates[key] = {k: v for k, v in entry.items() if v}
+        found = _issues_under(self._validate_data(data).issues, ("certificates", key))
+        return FieldCheck(tuple(issues) + found.issues)
+
+    def build(self) -> Config:
+        """The Config to apply; raises ConfigError with every located issue."""
+        validation = self.validate()
+        if validation.config is None:
+            raise ConfigError(list(validation.issues))
+        return validation.config
+
+    def staged_table(self) -> RouteTable | None:
+        validation = self.validate()
+        return RouteTable(validation.config) if validation.config is not None else None
+
+    # -- expectations and the diff -------------------------------------------
+
+    def expectations(self, table: RouteTable | None = None) -> list[ExpectationOutcome]:
+        """The working copy's `tests:` run against `table` (default: the staged table)."""
+        table = table or self.staged_table()
+        if table is None:
+            return []
+        tests = self._staged_tests()
+        return [evaluate_expectation(table, i, test) for i, test in enumerate(tests)]
+
+    def _staged_tests(self) -> list[Expectation]:
+        validation = self.validate()
+        if validation.config is not None:
+            return list(validation.config.tests)
+        return list(self.running.tests)
+
+    def diff(self) -> StagedDiff:
+        staged_routes = list(self._data.get("routes") or [])
+        running_routes = list(self._running_data.get("routes") or [])
+        staged_labels = _labels(staged_routes)
+        running_labels = _labels(running_routes)
+
+        changes: list[RouteChange] = []
+        kept: set[int] = set()
+        # A route "moved" when its place among the kept regex routes changed: only
+        # their relative file order can change a decision, and a deletion above a
+        # route shifts its index without moving it.
+        regex_origins = [o for o, r in zip(self._origins, staged_routes) if o is not None and _order_matters(r)]
+        running_rank = {o: rank for rank, o in enumerate(sorted(regex_origins))}
+        staged_rank = {o: rank for rank, o in enumerate(regex_origins)}
+        for new_index, (origin, route) in enumerate(zip(self._origins, staged_routes)):
+            if origin is None:
+                changes.append(RouteChange("added", staged_labels[new_index], None, new_index, after=route))
+                continue
+            kept.add(origin)
+            before = running_routes[origin]
+            fields_changed = tuple(sorted(k for k in set(before) | set(route) if before.get(k) != route.get(k)))
+            if fields_changed:
+                changes.append(RouteChange("changed", staged_labels[new_index], origin, new_index, fields_changed, before, route))
+            elif origin in staged_rank and staged_rank[origin] != running_rank[origin]:
+                changes.append(RouteChange("moved", staged_labels[new_index], origin, new_index, before=before, after=route))
+        for old_index, route in enumerate(running_routes):
+            if old_index not in kept:
+                changes.append(RouteChange("removed", running_labels[old_index], old_index, None, before=route))
+
+        entries: list[EntryChange] = []
+        for section in ("certificates", "upstreams"):
+            old = self._running_data.get(section) or {}
+            new = self._data.get(section) or {}
+            for name in new:
+                if name not in old:
+                    entries.append(EntryChange(section, "added", name))
+                elif old[name] != new[name]:
+                    entries.append(EntryChange(section, "changed", name))
+            entries += [EntryChange(section, "removed", name) for name in old if name not in new]
+
+        sections = tuple(
+            name for name in Config.model_fields
+            if name not in ("routes", "certificates", "upstreams") and self._data.get(name) != self._running_data.get(name)
+        )
+        return StagedDiff(tuple(changes), tuple(entries), sections, tuple(self._test_changes()))
+
+    def _test_changes(self) -> list[ExpectationChange]:
+        staged = self.staged_table()
+        if staged is None:
+            return []
+        running = RouteTable(self.running)
+        out = []
+        for i, test in enumerate(self._staged_tests()):
+            after = evaluate_expectation(staged, i, test)
+            before = evaluate_expectation(running, i, test)
+            if before.decision_key != after.decision_key or before.passed != after.passed:
+                out.append(ExpectationChange(before, after))
+        return out
+
+    # -- committing ----------------------------------------------------------
+
+    def mark_applied(self, config: Config) -> None:
+        """The engine now runs `config`: it becomes the reference the diff is taken against."""
+        self.running = config
+        self._running_data = config_data(config)
+        self._data = copy.deepcopy(self._running_data)
+        self._origins = list(range(len(self._data.get("routes") or [])))
+        self._changed()
+
+    def rebase(self, running: Config) -> None:
+        """The running config changed under us (another screen applied, a reload).
+
+        Without local edits the working copy follows it; with edits they are
+        kept, and routes are matched to the new running ones by label.
+        """
+        if not self.unapplied:
+            self.mark_applied(running)
+            return
+        self.running = running
+        self._running_data = config_data(running)
+        running_labels = _labels(list(self._running_data.get("routes") or []))
+        self._origins = [running_labels.index(label) if label in running_labels else None for label in self.labels()]
+        self._changed()
+
+    def save(self, path: Path | None = None) -> Path | None:
+        """Write the working copy (atomic; the previous file kept as .bak). Returns the backup's path."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ConfigError([LocatedIssue("<staged>", None, (), "this config has no file yet: choose where to save it")])
+        config = self.build()
+        backup = save_config(config, target)
+        self.path = target
+        self._saved_data = copy.deepcopy(self._data)
+        self._changed()
+        return backup
+
+
+def evaluate_expectation(table: RouteTable, index: int, test: Expectation) -> ExpectationOutcome:
+    """Run one `tests:` entry with `sniui check`'s own verdict, so the panel and the CLI never disagree."""
+    result = ExpectationResult(test, table.match(test.sni, test.alpn))
+    decision = result.decision
+    return ExpectationOutcome(index, test.sni, test.alpn, test.expect, result.outcome, decision.route,
+                              result.passed, decision.summary)
+
+
+def _issues_under(issues: tuple[LocatedIssue, ...] | list[LocatedIssue], prefix: tuple[Any, ...]) -> FieldCheck:
+    found = []
+    for issue in issues:
+        if tuple(issue.loc[: len(prefix)]) != prefix:
+            continue
+        rest = issue.loc[len(prefix):]
+        name = str(rest[0]) if rest else ""
+        found.append(FieldIssue(name, format_loc(issue.loc), issue.message, issue.severity))
+    return FieldCheck(tuple(found))
+
+
+def _order_matters(route: RouteData) -> bool:
+    """File order only decides between regexes (and equal wildcards, which cross_check refuses)."""
+    sni = route.get("sni") or []
+    return any(str(text).startswith("~") for text in ([sni] if isinstance(sni, str) else sni))
+
+
+def _route_brief(route: RouteData | None) -> str:
+    if not route:
+        return ""
+    sni = route.get("sni") or []
+    names = ", ".join([sni] if isinstance(sni, str) else sni)
+    mode = f" [{route['mode']}]" if route.get("mode") and route["mode"] != "passthrough" else ""
+    return f"{names} → {route.get('upstream', '')}{mode}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
