@@ -82,6 +82,11 @@ class Demo:
         return self.pki.directory
 
     @property
+    def server_names(self) -> dict[str, str]:
+        """`127.0.0.1:port` → demo server name (e.g. "shop-2"), so a UI can label upstream addresses."""
+        return {server.address: server.name for server in self.upstreams.servers.values()}
+
+    @property
     def names(self) -> tuple[str, ...]:
         """Names that route, in route order."""
         return tuple(e.name for e in self.examples)
