@@ -29,6 +29,7 @@ class CloseReason(str, enum.Enum):
     HELLO_TIMEOUT = "client hello timeout"
     BAD_HELLO = "malformed client hello"
     NOT_TLS = "not TLS"
+    BAD_PROXY_HEADER = "malformed PROXY header"
     NO_SNI = "rejected: no SNI"
     NO_ROUTE = "rejected: no route"
     BAD_UPSTREAM = "rejected: invalid rendered upstream"

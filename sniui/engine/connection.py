@@ -1,0 +1,382 @@
+"""One client connection: PROXY header, ClientHello, decision, upstream, close.
+
+A `Connection` is the asyncio Protocol of the accepted socket while the
+router reads the client's first bytes; once the upstream is connected the
+relay takes the transport over (see relay.py) and this object is left as the
+connection's record: a slots object the registry lists and the snapshot reads.
+
+Per connection there is no task while reading the hello or relaying; a task
+exists only while resolving and connecting. Timeouts (hello, idle) are
+enforced by the engine's ticker, not by a timer per connection.
+
+After the routing decision, `_passthrough` connects and relays the bytes
+already read; a terminating route goes to `_terminate`, where TLS termination
+(an ssl.SSLObject over MemoryBIOs fed with those same bytes) slots in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from typing import TYPE_CHECKING
+
+from sniui.engine.balancer import ServerState, UpstreamPool, format_address
+from sniui.engine.dialer import DialError
+from sniui.engine.model import CloseReason, ConnectionInfo, ConnState
+from sniui.engine.proxy_protocol import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
+from sniui.engine.relay import CLIENT
+from sniui.tls import alerts
+from sniui.tls.clienthello import ClientHello, ClientHelloReader, NeedMore, Reject, is_grease
+
+if TYPE_CHECKING:
+    from sniui.engine.engine import Engine
+    from sniui.engine.listener import Listener
+    from sniui.engine.registry import Stats
+    from sniui.routing.table import Decision
+
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def _split_peer(peer: object) -> tuple[str, int]:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return str(peer[0]), int(peer[1])
+    return "unknown", 0
+
+
+class Connection(asyncio.Protocol):
+    __slots__ = (
+        "engine", "listener", "id", "transport", "upstream_transport", "relay",
+        "client", "client_ip", "client_port", "admitted_ip", "local",
+        "state", "started", "started_mono", "last_activity", "active_mono", "seen_total",
+        "sni", "alpn", "tls_versions", "ech", "cipher_count", "record_version",
+        "route", "mode", "upstream", "upstream_address", "client_subject",
+        "bytes_up", "bytes_down", "hello_ms", "connect_ms",
+        "closed", "close_reason", "close_detail",
+        "reader", "proxy_reader", "first_bytes", "task", "pool", "server",
+        "listener_stats", "route_stats", "upstream_stats",
+        "client_eof", "upstream_eof", "first_eof", "cached_info",
+    )
+
+    def __init__(self, engine: Engine, listener: Listener) -> None:
+        self.engine = engine
+        self.listener = listener
+        self.id = 0
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.upstream_transport: asyncio.Transport | None = None
+        self.relay = None
+        self.client = self.client_ip = ""
+        self.client_port = 0
+        self.admitted_ip: str | None = None
+        self.local: tuple[str, int] = ("", 0)
+        self.state = ConnState.READING_HELLO
+        self.started = self.last_activity = 0.0
+        self.started_mono = self.active_mono = 0.0
+        self.seen_total = 0
+        self.sni: str | None = None
+        self.alpn: tuple[str, ...] = ()
+        self.tls_versions: tuple[int, ...] = ()
+        self.ech = False
+        self.cipher_count = 0
+        self.record_version = 0x0301
+        self.route: str | None = None
+        self.mode = "passthrough"
+        self.upstream: str | None = None
+        self.upstream_address: str | None = None
+        self.client_subject: str | None = None
+        self.bytes_up = self.bytes_down = 0
+        self.hello_ms: float | None = None
+        self.connect_ms: float | None = None
+        self.closed: float | None = None
+        self.close_reason: CloseReason | None = None
+        self.close_detail: str | None = None
+        self.reader: ClientHelloReader | None = None
+        self.proxy_reader: ProxyHeaderReader | None = None
+        self.first_bytes = b""
+        self.task: asyncio.Task[None] | None = None
+        self.pool: UpstreamPool | None = None
+        self.server: ServerState | None = None
+        self.listener_stats: Stats | None = None
+        self.route_stats: Stats | None = None
+        self.upstream_stats: Stats | None = None
+        self.client_eof = self.upstream_eof = False
+        self.first_eof: str | None = None
+        self.cached_info: ConnectionInfo | None = None
+
+    # -- the accepted socket ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        engine = self.engine
+        self.transport = transport  # type: ignore[assignment]
+        self.id = next(engine.ids)
+        self.started = self.last_activity = time.time()
+        self.started_mono = self.active_mono = time.monotonic()
+        ip, port = _split_peer(transport.get_extra_info("peername"))
+        self._set_client(ip, port)
+        self.local = _split_peer(transport.get_extra_info("sockname"))
+        self.listener_stats = self.listener.stats
+        self.listener.stats.opened()
+        engine.registry.opened(self)
+        refusal = engine.admission.admit(ip)
+        if refusal is not None:
+            limits = engine.config.limits
+            detail = (f"{limits.max_connections} connections open" if refusal is CloseReason.LIMIT
+                      else f"{limits.max_connections_per_client} connections from {ip} open")
+            self.reject(refusal, detail, engine.config.default.reject_with, alerts.INTERNAL_ERROR)
+            return
+        self.admitted_ip = ip
+        if self.listener.accept_proxy_protocol:
+            self.proxy_reader = ProxyHeaderReader()
+        self.reader = ClientHelloReader(engine.config.limits.max_client_hello)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state is not ConnState.READING_HELLO:
+            # Reading is paused once the hello is complete; keep anything that
+            # was already on its way so it is forwarded in order.
+            if self.state is ConnState.CONNECTING:
+                self.first_bytes += data
+            return
+        proxy_reader = self.proxy_reader
+        if proxy_reader is not None:
+            answer = proxy_reader.feed(data)
+            if answer.__class__ is NeedMore:
+                return
+            self.proxy_reader = None
+            if isinstance(answer, Reject):
+                self._fail_hello(CloseReason.BAD_PROXY_HEADER, answer.detail, None)
+                return
+            if not self._apply_proxy_header(answer):  # type: ignore[arg-type]
+                return
+            data = proxy_reader.remainder
+            if not data:
+                return
+        answer = self.reader.feed(data)  # type: ignore[union-attr]
+        if answer.__class__ is NeedMore:
+            return
+        if isinstance(answer, Reject):
+            reason = CloseReason.NOT_TLS if answer.alert is None else CloseReason.BAD_HELLO
+            self._fail_hello(reason, answer.detail, answer.alert)
+            return
+        self._on_hello(answer)  # type: ignore[arg-type]
+
+    def eof_received(self) -> bool:
+        if self.state is ConnState.READING_HELLO:
+            self.finish(CloseReason.CLIENT_CLOSED, "closed before its ClientHello was complete")
+            return False
+        self.client_eof = True
+        self.first_eof = self.first_eof or CLIENT
+        return True    # the hello is on its way upstream; the answer may still come back
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Only reached before the relay takes the transport over.
+        if self.state is not ConnState.CLOSED:
+            detail = _describe(exc) if exc else "closed before the upstream was connected"
+            self.finish(CloseReason.CLIENT_CLOSED, detail)
+
+    # -- reading the first bytes --------------------------------------------------------------
+
+    def _set_client(self, ip: str, port: int) -> None:
+        self.client_ip = ip
+        self.client_port = port
+        self.client = format_address(ip, port)
+
+    def _apply_proxy_header(self, header: ProxyHeader) -> bool:
+        if header.source is not None:
+            ip, port = header.source
+            refusal = self.engine.admission.readmit(self.admitted_ip or ip, ip)
+            if refusal is not None:
+                self._set_client(ip, port)
+                self.reject(refusal, f"{self.engine.config.limits.max_connections_per_client} connections from {ip} open",
+                            self.engine.config.default.reject_with, alerts.INTERNAL_ERROR)
+                return False
+            self.admitted_ip = ip
+            self._set_client(ip, port)
+        if header.destination is not None:
+            self.local = header.destination
+        self.cached_info = None
+        return True
+
+    def _fail_hello(self, reason: CloseReason, detail: str, alert: int | None) -> None:
+        if alert is not None:
+            self.transport.write(alerts.fatal_alert(alert, self.record_version))
+        self.finish(reason, detail)
+
+    def _on_hello(self, hello: ClientHello) -> None:
+        engine = self.engine
+        now = time.monotonic()
+        self.hello_ms = (now - self.started_mono) * 1000.0
+        self.sni = hello.sni
+        self.alpn = hello.alpn
+        self.tls_versions = hello.supported_versions or (hello.legacy_version,)
+        self.ech = hello.ech
+        self.cipher_count = sum(1 for c in hello.cipher_suites if not is_grease(c))
+        self.record_version = hello.record_version
+        self.cached_info = None
+        decision = engine.table.match(hello.sni, hello.alpn[0] if hello.alpn else None)
+        self.route = decision.route
+        self.upstream = decision.upstream
+        self.mode = decision.mode
+        if decision.route is not None:
+            self.route_stats = engine.registry.route_stats(decision.route)
+            self.route_stats.opened()
+        if decision.action == "reject":
+            if hello.sni is None:
+                reason = CloseReason.NO_SNI
+            elif decision.upstream is not None:
+                reason = CloseReason.BAD_UPSTREAM
+            else:
+                reason = CloseReason.NO_ROUTE
+            self.reject(reason, decision.reject_reason or reason.value, decision.reject_with, alerts.UNRECOGNIZED_NAME)
+            return
+        target = decision.target
+        if target is not None and target.allow_clients and not target.admits_client(self.client_ip):
+            self.reject(CloseReason.ACL, f"{self.client_ip} is not in allow_clients of route {decision.route!r}",
+                        decision.reject_with, alerts.ACCESS_DENIED)
+            return
+        self.first_bytes = self.reader.buffered  # type: ignore[union-attr]
+        self.reader = None
+        if decision.mode == "terminate":
+            self._terminate(decision)
+        else:
+            self._passthrough(decision)
+
+    # -- after the decision -----------------------------------------------------------------
+
+    def _terminate(self, decision: Decision) -> None:
+        # TLS termination replays self.first_bytes into an SSLObject here.
+        self.finish(CloseReason.TLS_HANDSHAKE_FAILED, "termination not built yet")
+
+    def _passthrough(self, decision: Decision) -> None:
+        self.state = ConnState.CONNECTING
+        self.transport.pause_reading()
+        self.task = asyncio.get_running_loop().create_task(self._connect(decision))
+
+    async def _connect(self, decision: Decision) -> None:
+        engine = self.engine
+        relay = engine.relay_factory(self)
+        self.relay = relay
+        decided = time.monotonic()
+        try:
+            dialed = await engine.upstreams.dial(decision, self.client_ip, relay.upstream_protocol)
+        except DialError as exc:
+            self.finish(exc.reason, exc.detail)
+            return
+        except Exception as exc:   # a bug must cost one connection, not the engine
+            self.finish(CloseReason.ERROR, f"{type(exc).__name__}: {exc}")
+            return
+        if dialed.pool is not None:
+            self.pool, self.server = dialed.pool, dialed.server
+        self.upstream_transport = dialed.transport
+        if self.state is ConnState.CLOSED:  # the client left while we were connecting
+            self._release_upstream()
+            dialed.transport.close()
+            return
+        now = time.monotonic()
+        self.connect_ms = (now - decided) * 1000.0
+        self.active_mono = now
+        self.upstream_address = dialed.address
+        self.state = ConnState.ESTABLISHED
+        self.cached_info = None
+        self.upstream_stats = engine.registry.upstream_stats(dialed.address)
+        self.upstream_stats.opened()
+        first = self.first_bytes
+        self.first_bytes = b""
+        if decision.proxy_protocol is not None:
+            source = (self.client_ip, self.client_port)
+            encode = encode_v1 if decision.proxy_protocol == "v1" else encode_v2
+            try:
+                first = encode(source, self.local) + first
+            except ValueError as exc:
+                self.finish(CloseReason.ERROR, f"cannot encode PROXY header: {exc}")
+                return
+        self.task = None
+        relay.start(self.transport, dialed.transport, first, self.client_eof)
+        engine.connection_event(self, "connection_opened")
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def relay_finished(self, side: str, exc: Exception | None) -> None:
+        if self.state is ConnState.CLOSED:
+            return
+        first = self.first_eof or side
+        reason = CloseReason.CLIENT_CLOSED if first == CLIENT else CloseReason.UPSTREAM_CLOSED
+        self.finish(reason, _describe(exc) if exc else None)
+
+    def reject(self, reason: CloseReason, detail: str, reject_with: str, alert: int) -> None:
+        """Refuse the client the configured way: TLS alert, plain close, or TCP reset."""
+        if reject_with == "alert":
+            self.transport.write(alerts.fatal_alert(alert, self.record_version))
+            self.finish(reason, detail)
+        elif reject_with == "reset":
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                except OSError:
+                    pass
+            self.finish(reason, detail, abort=True)
+        else:
+            self.finish(reason, detail)
+
+    def finish(self, reason: CloseReason, detail: str | None = None, *, abort: bool = False) -> None:
+        """Close both sides and record why. Idempotent: the first reason stands."""
+        if self.state is ConnState.CLOSED:
+            return
+        self.state = ConnState.CLOSED
+        self.close_reason = reason
+        self.close_detail = detail
+        self.closed = time.time()
+        self.cached_info = None
+        self.reader = self.proxy_reader = None
+        task = self.task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        self.task = None
+        if self.relay is not None:
+            self.relay.close(abort)
+        for transport in (self.transport, self.upstream_transport):
+            if transport is not None and not transport.is_closing():
+                if abort:
+                    transport.abort()
+                else:
+                    transport.close()
+        self._release_upstream()
+        if self.admitted_ip is not None:
+            self.engine.admission.release(self.admitted_ip)
+            self.admitted_ip = None
+        self.engine.connection_closed(self)
+
+    def _release_upstream(self) -> None:
+        if self.pool is not None and self.server is not None:
+            self.pool.released(self.server)
+            self.pool = self.server = None
+
+    # -- observation ------------------------------------------------------------------------
+
+    def info(self) -> ConnectionInfo:
+        cached = self.cached_info
+        if cached is not None and cached.bytes_up == self.bytes_up and cached.bytes_down == self.bytes_down:
+            return cached
+        info = ConnectionInfo(
+            id=self.id, client=self.client, client_ip=self.client_ip, listener=self.listener.address,
+            state=self.state, started=self.started, last_activity=self.last_activity,
+            sni=self.sni, alpn=self.alpn, tls_versions=self.tls_versions, ech=self.ech,
+            cipher_count=self.cipher_count, route=self.route, mode=self.mode,  # type: ignore[arg-type]
+            upstream=self.upstream, upstream_address=self.upstream_address,
+            bytes_up=self.bytes_up, bytes_down=self.bytes_down,
+            hello_ms=self.hello_ms, connect_ms=self.connect_ms, closed=self.closed,
+            close_reason=self.close_reason, close_detail=self.close_detail, client_subject=self.client_subject,
+        )
+        self.cached_info = info
+        return info
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by peer"
+    if isinstance(exc, BrokenPipeError):
+        return "broken pipe"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

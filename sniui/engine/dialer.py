@@ -1,0 +1,187 @@
+"""Reaching an upstream: pick servers per the group's balance, resolve, connect.
+
+`Upstreams` holds one `UpstreamPool` per configured group and one per fixed
+`host:port` a route or fallback names (so the UI can show their health too);
+addresses rendered from a regex route's captures are resolved and dialled
+without a pool, since the client chooses them. `reconfigured(config)` builds
+the next generation, carrying health and live counts over for servers that
+stay, and keeping the resolver (and its cache) when its settings are unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from sniui.config.addresses import parse_host_port
+from sniui.config.models import Config, classify_upstream
+from sniui.engine.balancer import ServerState, UpstreamPool, format_address
+from sniui.engine.model import CloseReason, ServerHealth
+from sniui.engine.resolver import ResolveError, Resolver
+from sniui.routing.table import Decision
+
+# Health settings for a route's single fixed upstream (nginx's server defaults).
+DIRECT_MAX_FAILS = 1
+DIRECT_FAIL_TIMEOUT = 10.0
+
+Notify = Callable[[str, str, str], None]            # (event kind, level, message)
+CountFailure = Callable[[str, CloseReason], None]    # (address tried, reason)
+
+
+class DialError(Exception):
+    def __init__(self, reason: CloseReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Dialed:
+    transport: asyncio.Transport
+    address: str                  # "ip:port" actually connected
+    pool: UpstreamPool | None
+    server: ServerState | None
+
+
+def describe_os_error(exc: OSError) -> str:
+    if exc.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "unreachable"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+class Upstreams:
+    def __init__(self, config: Config, *, previous: Upstreams | None = None,
+                 notify: Notify | None = None, count_failure: CountFailure | None = None) -> None:
+        self.connect_timeout = config.timeouts.connect
+        self.notify = notify or (previous.notify if previous else None)
+        self.count_failure = count_failure or (previous.count_failure if previous else None)
+        resolver_settings = (tuple(config.resolver.nameservers), config.resolver.cache_ttl)
+        if previous is not None and previous.resolver_settings == resolver_settings:
+            self.resolver = previous.resolver
+        else:
+            self.resolver = Resolver(list(config.resolver.nameservers), config.resolver.cache_ttl)
+        self.resolver_settings = resolver_settings
+        old_groups = previous.groups if previous else {}
+        self.groups: dict[str, UpstreamPool] = {}
+        for name, group in config.upstreams.items():
+            old = old_groups.get(name)
+            args = (list(group.servers), group.balance, group.max_fails, group.fail_timeout)
+            self.groups[name] = old.reconfigured(*args) if old else UpstreamPool(name, *args)
+        old_direct = previous.direct if previous else {}
+        self.direct: dict[str, UpstreamPool] = {}
+        fixed = [r.upstream for r in config.routes if classify_upstream(r.upstream) == "address"]
+        fixed += [f.upstream for f in (config.default, config.no_sni)
+                  if f is not None and f.action == "route" and f.upstream and classify_upstream(f.upstream) == "address"]
+        for text in fixed:
+            pool = _direct_pool(text, old_direct.get(_key(text)))
+            self.direct.setdefault(pool.name, pool)
+
+    def reconfigured(self, config: Config) -> Upstreams:
+        return Upstreams(config, previous=self)
+
+    async def retire(self, successor: Upstreams | None) -> None:
+        """Close our resolver unless the successor shares it."""
+        if successor is None or successor.resolver is not self.resolver:
+            await self.resolver.close()
+
+    # -- connecting -------------------------------------------------------------------
+
+    async def dial(self, decision: Decision, client_ip: str, protocol_factory: Callable[[], asyncio.Protocol]) -> Dialed:
+        loop = asyncio.get_running_loop()
+        if decision.upstream_group is not None:
+            pool = self.groups.get(decision.upstream_group)
+            if pool is None:
+                raise DialError(CloseReason.BAD_UPSTREAM, f"upstream group {decision.upstream_group!r} is not configured")
+            servers = pool.candidates(client_ip, loop.time())
+        else:
+            address = decision.address
+            if address is None:
+                raise DialError(CloseReason.BAD_UPSTREAM, f"no upstream for {decision.upstream!r}")
+            pool = self.direct.get(_key(str(address)))
+            servers = [pool.servers[0]] if pool is not None else [ServerState(address.host, address.port)]
+
+        failures: list[str] = []
+        resolve_failures = 0
+        last_reason = CloseReason.CONNECT_FAILED
+        for server in servers:
+            try:
+                addresses = await self.resolver.resolve(server.host, server.port)
+            except ResolveError as exc:
+                resolve_failures += 1
+                failures.append(str(exc))
+                self._failed(pool, server, loop.time(), str(exc))
+                continue
+            for ip, port in addresses:
+                label = format_address(ip, port)
+                try:
+                    async with asyncio.timeout(self.connect_timeout):
+                        transport, _ = await loop.create_connection(protocol_factory, ip, port)
+                except TimeoutError:
+                    problem, last_reason = f"no answer within {self.connect_timeout:g}s", CloseReason.CONNECT_TIMEOUT
+                except OSError as exc:
+                    problem, last_reason = describe_os_error(exc), CloseReason.CONNECT_FAILED
+                else:
+                    if pool is not None:
+                        pool.connected(server)
+                        self._succeeded(pool, server, loop.time())
+                    return Dialed(transport, label, pool, server if pool is not None else None)  # type: ignore[arg-type]
+                failures.append(f"{label}: {problem}")
+                if self.count_failure is not None:
+                    self.count_failure(label, last_reason)
+            self._failed(pool, server, loop.time(), failures[-1])
+        if resolve_failures == len(servers):
+            raise DialError(CloseReason.RESOLVE_FAILED, "; ".join(failures))
+        raise DialError(last_reason, "; ".join(failures))
+
+    def _failed(self, pool: UpstreamPool | None, server: ServerState, now: float, error: str) -> None:
+        if pool is None:
+            return
+        was_up = pool._is_up(server, now)
+        pool.failed(server, now, error)
+        if was_up and not pool._is_up(server, now) and self.notify is not None:
+            self.notify("server_down", "warning",
+                        f"upstream {server.address} ({_scope(pool)}) marked down for {pool.fail_timeout:g}s: {error}")
+
+    def _succeeded(self, pool: UpstreamPool, server: ServerState, now: float) -> None:
+        recovering = server.down_until is not None
+        pool.succeeded(server, now)
+        if recovering and server.down_until is None and self.notify is not None:
+            self.notify("server_up", "info", f"upstream {server.address} ({_scope(pool)}) is answering again")
+
+    # -- observation ------------------------------------------------------------------
+
+    def health(self) -> tuple[ServerHealth, ...]:
+        loop_now = time.monotonic()
+        to_wall = time.time() - loop_now
+        out = []
+        for is_group, pools in ((True, self.groups.values()), (False, self.direct.values())):
+            for pool in pools:
+                for s in pool.snapshot(loop_now):
+                    out.append(ServerHealth(
+                        group=pool.name if is_group else None, address=s.address, up=s.up, fails=s.fails,
+                        down_until=None if s.down_until is None or s.up else s.down_until + to_wall,
+                        last_error=s.last_error, active=s.active, total=s.total_connections,
+                    ))
+        return tuple(out)
+
+
+def _scope(pool: UpstreamPool) -> str:
+    return f"group {pool.name}" if not pool.name.startswith("direct:") else "route upstream"
+
+
+def _key(text: str) -> str:
+    return "direct:" + str(parse_host_port(text))
+
+
+def _direct_pool(text: str, previous: UpstreamPool | None) -> UpstreamPool:
+    address = parse_host_port(text)
+    name = "direct:" + str(address)
+    servers = [str(address)]
+    if previous is not None:
+        return previous.reconfigured(servers, "round_robin", DIRECT_MAX_FAILS, DIRECT_FAIL_TIMEOUT)
+    return UpstreamPool(name, servers, "round_robin", DIRECT_MAX_FAILS, DIRECT_FAIL_TIMEOUT)

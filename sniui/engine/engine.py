@@ -1,0 +1,310 @@
+"""The engine: listeners, connections, the config in force, and what the outside sees.
+
+Its public surface is three things (see DESIGN.md): commands (`start`,
+`apply`, `close_connection`, `drain`, `stop`), snapshots (`snapshot()`:
+immutable values pulled at the consumer's rate) and a lossy event stream
+(`subscribe()`). Nothing here imports a front end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from typing import Callable
+
+from sniui.config.models import Config, cross_check, format_loc
+from sniui.config.models import Listener as ListenerConfig
+from sniui.engine.connection import Connection
+from sniui.engine.dialer import Upstreams
+from sniui.engine.events import EventBus, Subscription
+from sniui.engine.limits import Admission
+from sniui.engine.listener import EngineError, Listener
+from sniui.engine.model import (
+    CloseReason, ConnectionInfo, ConnState, Counters, EngineSnapshot, Event, ListenerInfo,
+)
+from sniui.engine.registry import Registry
+from sniui.engine.relay import BufferedRelay
+from sniui.routing.table import RouteTable
+
+__all__ = ["Engine", "EngineError"]
+
+# The ticker enforces hello and idle timeouts and closes one rate sample per
+# second; it runs at least this often, and a quarter of the shortest timeout.
+MAX_TICK = 1.0
+MIN_TICK = 0.02
+
+# Close reasons that are the upstream side's fault: worth an error-level event.
+UPSTREAM_ERRORS = frozenset({
+    CloseReason.RESOLVE_FAILED, CloseReason.CONNECT_FAILED, CloseReason.CONNECT_TIMEOUT,
+    CloseReason.BAD_UPSTREAM, CloseReason.ERROR,
+})
+# Closes that are a refusal by the router rather than the end of a relayed connection.
+REJECTIONS = frozenset({
+    CloseReason.BAD_HELLO, CloseReason.NOT_TLS, CloseReason.BAD_PROXY_HEADER, CloseReason.NO_SNI,
+    CloseReason.NO_ROUTE, CloseReason.BAD_UPSTREAM, CloseReason.LIMIT, CloseReason.CLIENT_LIMIT, CloseReason.ACL,
+})
+
+
+class Engine:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.table = RouteTable(config)
+        self.registry = Registry()
+        self.admission = Admission(config.limits.max_connections, config.limits.max_connections_per_client)
+        self.events = EventBus()
+        self.upstreams = Upstreams(config, notify=self._notify, count_failure=self._count_upstream_failure)
+        self.listeners: dict[str, Listener] = {}
+        self.ids = itertools.count(1)
+        self.relay_factory: Callable[[Connection], BufferedRelay] = BufferedRelay
+        self.generation = 0
+        self.started_at = time.time()
+        self.draining = False
+        self._close_hooks: list[Callable[[ConnectionInfo], None]] = []
+        self._apply_lock = asyncio.Lock()
+        self._ticker: asyncio.Task[None] | None = None
+        self._next_sample = math.floor(time.time()) + 1.0
+        self._idle: asyncio.Event | None = None
+
+    # -- commands -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind every listener of the config; raise EngineError naming the first that fails."""
+        async with self._apply_lock:
+            _refuse_invalid(self.config)
+            opened = await self._open_listeners(self.config.listen)
+            self.listeners = {listener.address: listener for listener in opened}
+            self.generation = 1
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        for listener in opened:
+            self._notify("listener_started", "info", f"listening on {', '.join(listener.bound_text)}"
+                         + (" (PROXY protocol expected)" if listener.accept_proxy_protocol else ""))
+
+    async def apply(self, config: Config) -> None:
+        """Validate, compile and bind, then swap atomically; on any failure keep the old config.
+
+        Established connections keep their upstream; new connections use the
+        new routes. Listeners missing from the new config stop accepting.
+        """
+        async with self._apply_lock:
+            try:
+                _refuse_invalid(config)
+                table = RouteTable(config)
+                upstreams = self.upstreams.reconfigured(config)
+            except EngineError as exc:
+                self._notify("config_refused", "error", str(exc))
+                raise
+            except Exception as exc:
+                self._notify("config_refused", "error", f"config refused: {exc}")
+                raise EngineError(f"config refused: {exc}") from exc
+            keep = {listener.address for listener in config.listen} & set(self.listeners)
+            try:
+                fresh = [entry for entry in config.listen if entry.address not in keep]
+                opened = await self._open_listeners(fresh) if not self.draining else []
+            except EngineError as exc:
+                self._notify("config_refused", "error", str(exc))
+                raise
+            # The swap: nothing below can fail.
+            previous = self.upstreams
+            self.config, self.table, self.upstreams = config, table, upstreams
+            self.admission.configure(config.limits.max_connections, config.limits.max_connections_per_client)
+            listeners: dict[str, Listener] = {}
+            for entry in config.listen:
+                listener = self.listeners.get(entry.address)
+                if listener is not None:
+                    listener.accept_proxy_protocol = entry.accept_proxy_protocol
+                    listeners[entry.address] = listener
+            for listener in opened:
+                listeners[listener.address] = listener
+            for address, listener in self.listeners.items():
+                if address not in listeners:
+                    listener.close()
+                    self._notify("listener_stopped", "info", f"stopped listening on {address}")
+            self.listeners = listeners
+            self.generation += 1
+        for listener in opened:
+            self._notify("listener_started", "info", f"listening on {', '.join(listener.bound_text)}")
+        self._notify("config_applied", "info", f"config applied (generation {self.generation}, {len(table)} routes)")
+        await previous.retire(upstreams)
+
+    def close_connection(self, connection_id: int) -> bool:
+        connection = self.registry.live.get(connection_id)
+        if connection is None:
+            return False
+        connection.finish(CloseReason.KILLED, "closed by admin", abort=True)
+        return True
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, let live connections finish for up to `timeout` seconds, close the rest."""
+        self.draining = True
+        for listener in self.listeners.values():
+            listener.close()
+        live = len(self.registry.live)
+        self._notify("draining", "info", f"draining {live} connection(s) for up to {timeout:g}s")
+        if live:
+            self._idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except TimeoutError:
+                pass
+            finally:
+                self._idle = None
+        self._close_all(CloseReason.SHUTDOWN, f"still open after the {timeout:g}s drain")
+
+    async def stop(self) -> None:
+        self.draining = True
+        for listener in self.listeners.values():
+            listener.close()
+        self._close_all(CloseReason.SHUTDOWN, "router stopped")
+        if self._ticker is not None:
+            self._ticker.cancel()
+            try:
+                await self._ticker
+            except asyncio.CancelledError:
+                pass
+            self._ticker = None
+        await self.upstreams.retire(None)
+        self.events.close()
+
+    # -- observation --------------------------------------------------------------------------
+
+    @property
+    def bound_addresses(self) -> list[tuple[str, int]]:
+        return [address for listener in self.listeners.values() for address in listener.bound]
+
+    def snapshot(self) -> EngineSnapshot:
+        live = list(self.registry.live.values())
+        totals, per_route, per_upstream, per_listener = self.registry.frozen_counters(live)
+        return EngineSnapshot(
+            taken_at=time.time(),
+            started_at=self.started_at,
+            config_source=self.config.source,
+            config_generation=self.generation,
+            listeners=tuple(
+                ListenerInfo(l.address, l.bound_text, l.accept_proxy_protocol, per_listener.get(l.address) or Counters())
+                for l in self.listeners.values()
+            ),
+            connections=tuple(c.info() for c in live),
+            recent=tuple(self.registry.recent),
+            totals=totals,
+            per_route=per_route,
+            per_upstream=per_upstream,
+            servers=self.upstreams.health(),
+            rates=tuple(self.registry.rates),
+            events_dropped=self.events.dropped,
+        )
+
+    def subscribe(self, maxsize: int = 1000) -> Subscription:
+        return self.events.subscribe(maxsize)
+
+    def add_close_hook(self, hook: Callable[[ConnectionInfo], None]) -> Callable[[], None]:
+        """Call `hook` with every closed connection's final record, synchronously and losslessly
+        (the access log). Returns a function that removes the hook."""
+        self._close_hooks.append(hook)
+        return lambda: self._close_hooks.remove(hook) if hook in self._close_hooks else None
+
+    # -- called by connections -------------------------------------------------------------------
+
+    def connection_closed(self, connection: Connection) -> None:
+        info = connection.info()
+        self.registry.closed(connection, info)
+        for hook in self._close_hooks:
+            hook(info)
+        if self.events.active:
+            self.connection_event(connection, "connection_closed", info)
+        if self._idle is not None and not self.registry.live:
+            self._idle.set()
+
+    def connection_event(self, connection: Connection, kind: str, info: ConnectionInfo | None = None) -> None:
+        if not self.events.active:
+            return
+        info = info or connection.info()
+        reason = info.close_reason
+        if kind == "connection_closed" and reason in REJECTIONS:
+            kind = "rejected"
+        level = "info"
+        if reason is not None and reason.is_error:
+            level = "error" if reason in UPSTREAM_ERRORS else "warning"
+        target = info.upstream_address or info.upstream or "-"
+        message = f"#{info.id} {info.client} {info.sni or '(no SNI)'} → {target}"
+        if reason is not None:
+            message += f": {reason.value}" + (f" ({info.close_detail})" if info.close_detail else "")
+        self.events.publish(Event(time.time(), kind, level, message, info, info.route, info.sni))  # type: ignore[arg-type]
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    async def _open_listeners(self, entries: list[ListenerConfig]) -> list[Listener]:
+        opened: list[Listener] = []
+        try:
+            for entry in entries:
+                listener = Listener(entry.address, entry.accept_proxy_protocol,
+                                    self.registry.listener_stats(entry.address))
+                await listener.open(lambda listener=listener: Connection(self, listener))
+                opened.append(listener)
+        except BaseException as exc:
+            for listener in opened:
+                listener.close()
+            if isinstance(exc, EngineError):
+                self._notify("listener_error", "error", str(exc))
+            raise
+        return opened
+
+    def _close_all(self, reason: CloseReason, detail: str) -> None:
+        for connection in list(self.registry.live.values()):
+            connection.finish(reason, detail, abort=True)
+
+    def _notify(self, kind: str, level: str, message: str) -> None:
+        if self.events.active:
+            self.events.publish(Event(time.time(), kind, level, message))  # type: ignore[arg-type]
+
+    def _count_upstream_failure(self, address: str, reason: CloseReason) -> None:
+        self.registry.upstream_stats(address).error(reason)
+
+    def _tick_interval(self) -> float:
+        timeouts = self.config.timeouts
+        shortest = min(timeouts.client_hello, timeouts.idle) / 4
+        return max(MIN_TICK, min(MAX_TICK, shortest))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_interval())
+            try:
+                self._sweep()
+            except Exception as exc:  # never let the ticker die: timeouts depend on it
+                self._notify("listener_error", "error", f"internal error in the ticker: {exc!r}")
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        wall = time.time()
+        timeouts = self.config.timeouts
+        hello_timeout, idle_timeout = timeouts.client_hello, timeouts.idle
+        expired: list[tuple[Connection, CloseReason, str]] = []
+        reading, established = ConnState.READING_HELLO, ConnState.ESTABLISHED
+        for c in self.registry.live.values():
+            total = c.bytes_up + c.bytes_down
+            if total != c.seen_total:
+                c.seen_total = total
+                c.last_activity = wall
+                c.active_mono = now
+                c.cached_info = None
+                continue
+            state = c.state
+            if state is reading:
+                if now - c.started_mono >= hello_timeout:
+                    expired.append((c, CloseReason.HELLO_TIMEOUT, f"no complete ClientHello within {hello_timeout:g}s"))
+            elif state is established:
+                if now - c.active_mono >= idle_timeout:
+                    expired.append((c, CloseReason.IDLE_TIMEOUT, f"no bytes either way for {idle_timeout:g}s"))
+        for c, reason, detail in expired:
+            c.finish(reason, detail, abort=True)
+        if wall >= self._next_sample:
+            self.registry.sample_rate(math.floor(wall))
+            self._next_sample = math.floor(wall) + 1.0
+
+
+def _refuse_invalid(config: Config) -> None:
+    errors = [i for i in cross_check(config) if i.severity == "error"]
+    if errors:
+        lines = "; ".join(f"{format_loc(i.loc)}: {i.message}" if i.loc else i.message for i in errors)
+        raise EngineError(f"config refused: {lines}")

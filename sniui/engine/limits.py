@@ -1,0 +1,61 @@
+"""Admission control: the router-wide and per-client connection limits.
+
+A connection is admitted at accept time, before a byte of its ClientHello is
+read, so sockets that stall mid-hello hold a slot like any other and a flood
+of them is refused instead of starving the router of descriptors.
+"""
+
+from __future__ import annotations
+
+from sniui.engine.model import CloseReason
+
+
+class Admission:
+    __slots__ = ("max_total", "max_per_client", "total", "_per_client")
+
+    def __init__(self, max_total: int, max_per_client: int) -> None:
+        self.max_total = max_total
+        self.max_per_client = max_per_client
+        self.total = 0
+        self._per_client: dict[str, int] = {}
+
+    def configure(self, max_total: int, max_per_client: int) -> None:
+        """New limits apply to new connections; admitted ones keep their slot."""
+        self.max_total = max_total
+        self.max_per_client = max_per_client
+
+    def admit(self, client_ip: str) -> CloseReason | None:
+        """Take a slot for `client_ip`, or say which limit refuses it."""
+        if self.total >= self.max_total:
+            return CloseReason.LIMIT
+        count = self._per_client.get(client_ip, 0)
+        if count >= self.max_per_client:
+            return CloseReason.CLIENT_LIMIT
+        self._per_client[client_ip] = count + 1
+        self.total += 1
+        return None
+
+    def readmit(self, old_ip: str, new_ip: str) -> CloseReason | None:
+        """Move a slot to another client address (a PROXY header named the real client)."""
+        if old_ip == new_ip:
+            return None
+        count = self._per_client.get(new_ip, 0)
+        if count >= self.max_per_client:
+            return CloseReason.CLIENT_LIMIT
+        self._per_client[new_ip] = count + 1
+        self._release_client(old_ip)
+        return None
+
+    def release(self, client_ip: str) -> None:
+        self.total -= 1
+        self._release_client(client_ip)
+
+    def _release_client(self, client_ip: str) -> None:
+        count = self._per_client.get(client_ip, 0)
+        if count <= 1:
+            self._per_client.pop(client_ip, None)
+        else:
+            self._per_client[client_ip] = count - 1
+
+    def clients(self) -> int:
+        return len(self._per_client)
