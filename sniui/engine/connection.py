@@ -282,6 +282,7 @@ class Connection(asyncio.Protocol):
         self.upstream_stats.opened()
         first = self.first_bytes
         self.first_bytes = b""
+        self.bytes_up += len(first)   # the hello (and anything after it) came from the client
         if decision.proxy_protocol is not None:
             source = (self.client_ip, self.client_port)
             encode = encode_v1 if decision.proxy_protocol == "v1" else encode_v2

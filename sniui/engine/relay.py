@@ -51,6 +51,7 @@ class _ClientSide(asyncio.Protocol):
     def eof_received(self) -> bool:
         conn = self.conn
         conn.client_eof = True
+        conn.first_eof = conn.first_eof or CLIENT
         if conn.upstream_eof:
             conn.relay_finished(CLIENT, None)
             return False
@@ -90,6 +91,7 @@ class _UpstreamSide(asyncio.Protocol):
     def eof_received(self) -> bool:
         conn = self.conn
         conn.upstream_eof = True
+        conn.first_eof = conn.first_eof or UPSTREAM
         if conn.client_eof:
             conn.relay_finished(UPSTREAM, None)
             return False
