@@ -277,6 +277,16 @@ def test_key_that_does_not_parse(files: Files) -> None:
     assert "does not parse" in finding.message
 
 
+def test_der_key_is_named_as_such(files: Files) -> None:
+    leaf = issue("api.example.com", ["api.example.com"])
+    files.write("web.pem", leaf.cert_pem)
+    files.write("web.key", leaf.key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    finding = only(findings_of(files.config(ONE_CERT)))
+    assert finding.loc == ("certificates", "web", "key")
+    assert "is a DER key; sniui reads PEM" in finding.message and "openssl pkey -inform der" in finding.fix
+
+
 def test_certificate_given_as_key(files: Files) -> None:
     leaf = issue("api.example.com", ["api.example.com"])
     files.write("web.pem", leaf.cert_pem)
@@ -401,6 +411,8 @@ def test_sha1_signature(files: Files) -> None:
     assert warning.fix == "reissue it with a SHA-256 signature"
     # The patched signature is genuine: the chain check (which verifies signatures) passes.
     assert not any("chain out of order" in f.message for f in findings)
+    if ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).security_level >= 2:
+        assert "CA_MD_TOO_WEAK" in only(findings, "error").message   # and OpenSSL 3 will not serve it
 
 
 # -- dates -----------------------------------------------------------------------------
@@ -686,12 +698,17 @@ def handshake(server: ssl.SSLObject, client: ssl.SSLObject, client_in: ssl.Memor
     raise AssertionError(f"handshake did not finish: {done}")
 
 
-def connect(server_context: ssl.SSLContext, client_context: ssl.SSLContext, name: str) -> tuple[ssl.SSLObject, ssl.SSLObject]:
+def connect(server_context: ssl.SSLContext, client_context: ssl.SSLContext, name: str,
+            session: ssl.SSLSession | None = None) -> tuple[ssl.SSLObject, ssl.SSLObject]:
     bios = [ssl.MemoryBIO() for _ in range(4)]
     client_in, client_out, server_in, server_out = bios
-    client = client_context.wrap_bio(client_in, client_out, server_hostname=name)
+    client = client_context.wrap_bio(client_in, client_out, server_hostname=name, session=session)
     server = server_context.wrap_bio(server_in, server_out, server_side=True)
     handshake(server, client, client_in, client_out, server_in, server_out)
+    # A reply carries TLS 1.3's session tickets to the client along with it.
+    server.write(b"pong")
+    client_in.write(server_out.read())
+    assert client.read(4) == b"pong"
     return server, client
 
 
@@ -821,8 +838,12 @@ def test_contexts_are_reused_until_a_file_changes(files: Files, trust: trustme.C
     contexts.update(loaded.config)
     first = contexts.select_context(table.match("api.example.com"))
 
+    client = client_context(trust)
+    _, before = connect(first, client, "api.example.com")
     contexts.update(files.config(routes_yaml(terminate("api.example.com", "api", certificate="api"), certificates="api")).config)
-    assert contexts.select_context(table.match("api.example.com")) is first   # sessions survive a reload
+    assert contexts.select_context(table.match("api.example.com")) is first
+    _, after = connect(contexts.select_context(table.match("api.example.com")), client, "api.example.com", before.session)
+    assert after.session_reused   # a reload does not cost clients their sessions
 
     # A renewal: a new certificate with another name lands in the same path.
     write_trustme(files.root, "api", trust.issue_cert("api.example.com", "renewed.example.com"))

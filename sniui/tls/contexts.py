@@ -12,7 +12,13 @@ handshake begins (no SNI callback is needed). Intended use:
     incoming.write(bytes_already_read)       # replay the ClientHello we peeked at
     tls.do_handshake()                       # ... pump the BIOs as usual
 
-`ctx` is shared by every connection of that route; do not mutate it.
+`ctx` is shared by every connection of that route; do not mutate it. After
+the handshake, `tls.getpeercert()` holds the verified client certificate on
+an mTLS route, `tls.selected_alpn_protocol()` the negotiated protocol.
+Session tickets belong to a context, and routes share a context only when
+certificate, key, min_version, alpn and client_ca are all equal, so resuming
+a session on another route never skips a check that route requires; the
+engine still routes each resumed connection by its ClientHello's SNI.
 
 Per route the context carries: the certificate chain and key (`certificates:`),
 `min_version` ("1.2" or "1.3"), the ALPN protocols to select from, and with
@@ -181,20 +187,27 @@ class ServerContexts:
         self._config = config
 
     def context_for(self, route: Route) -> ssl.SSLContext:
-        """The context for a terminating route of the applied config."""
+        """The context for a terminating route of the applied config; raises ContextError."""
         if self._config is None:
             raise ContextError(["no config has been applied to the TLS contexts yet"])
-        spec = ContextSpec.for_route(route, self._config)
-        cached = self._contexts.get(spec)
-        if cached is None:
-            # A route of a config this cache was not updated with (the caller
-            # swapped the route table first): build it now rather than fail the client.
-            cached = (_files_digest(spec), build_server_context(spec))
-            self._contexts[spec] = cached
+        try:
+            spec = ContextSpec.for_route(route, self._config)
+            cached = self._contexts.get(spec)
+            if cached is None:
+                # A route of a config this cache was not updated with (the caller
+                # swapped the route table first): build it now rather than fail the client.
+                cached = (_files_digest(spec), build_server_context(spec))
+                self._contexts[spec] = cached
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ContextError([describe_ssl_error(exc)]) from exc
         return cached[1]
 
     def select_context(self, decision: "Decision") -> ssl.SSLContext:
-        """The context for a routing decision whose mode is `terminate`."""
+        """The context for a routing decision whose mode is `terminate`.
+
+        Raises ValueError for a decision that does not terminate, ContextError
+        when the route's files cannot be loaded.
+        """
         target: Any = decision.target
         if decision.mode != "terminate" or target is None:
             raise ValueError(f"decision for {decision.sni!r} does not terminate TLS")
