@@ -1,0 +1,397 @@
+"""The dashboard: header strip, live connections (flat or grouped), detail, recent closes, servers.
+
+The app's refresh loop calls `show_snapshot` a few times a second; everything
+here is derived from that one immutable snapshot, so a slow frame never holds
+up the engine, and a paused dashboard simply ignores the calls.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+
+from sniui.engine.model import ConnectionInfo, EngineSnapshot
+from sniui.ui.rows import COLUMN_KEYS, GROUP_MODES, ConnFilter, GroupBy, RowSet, build_rows, parse_filter
+from sniui.ui.view import EngineView
+from sniui.ui.widgets.confirm import ConfirmDialog
+from sniui.ui.widgets.connections import ConnectionsTable
+from sniui.ui.widgets.detail import DetailPanel
+from sniui.ui.widgets.filter import FilterBar
+from sniui.ui.widgets.header import HeaderStrip
+from sniui.ui.widgets.tables import RecentTable, ServersTable
+from sniui.ui.widgets.tones import tone_styles
+
+# Numbers are most useful biggest-first; names and ages read best ascending.
+_DESCENDING_FIRST = {"up", "down", "rate"}
+_GROUP_LABEL = {"flat": "flat", "sni": "by SNI", "upstream": "by upstream", "route": "by route"}
+# Below this width the detail panel takes the whole screen instead of sharing it.
+_NARROW = 110
+
+
+class DashboardScreen(Screen):
+    CSS_PATH = "dashboard.tcss"
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", id="dashboard.filter",
+                tooltip="Filter by SNI, client or upstream: text or glob, ! inverts, esc clears"),
+        Binding("g", "cycle_group", "Group", id="dashboard.group",
+                tooltip="Group connections: flat → by SNI → by upstream → by route"),
+        Binding("s", "cycle_sort", "Sort", id="dashboard.sort", tooltip="Sort by the next column"),
+        Binding("S", "reverse_sort", "Reverse", id="dashboard.reverse", show=False, tooltip="Reverse the sort order"),
+        Binding("k", "close_connection", "Close conn", id="dashboard.close",
+                tooltip="Close the selected connection (asks first)"),
+        Binding("p", "toggle_pause", "Pause", id="dashboard.pause", tooltip="Freeze the dashboard; traffic keeps flowing"),
+        Binding("c", "show_tab('live')", "Live", id="dashboard.live", show=False, tooltip="Live connections"),
+        Binding("r", "show_tab('closed')", "Closed", id="dashboard.closed", show=False,
+                tooltip="Recently closed connections with their close reasons"),
+        Binding("u", "show_tab('servers')", "Servers", id="dashboard.servers", show=False,
+                tooltip="Upstream servers and their health"),
+        Binding("escape", "back", "Back", id="dashboard.back", show=False,
+                tooltip="Close the detail panel, else clear the filter"),
+    ]
+
+    paused: reactive[bool] = reactive(False, init=False)
+    group_by: reactive[GroupBy] = reactive("flat", init=False)
+
+    def __init__(self, view: EngineView, **kwargs):
+        super().__init__(**kwargs)
+        self.view = view
+        self.conn_filter: ConnFilter | None = None
+        self.sort_column = "age"
+        self.sort_reverse = False
+        self.expanded: set[str] = set()
+        self.detail_id: int | None = None
+        self.last_rows: RowSet | None = None
+        self._snapshot: EngineSnapshot | None = None
+        self._rates: dict[int, float] = {}
+        self._bytes_seen: dict[int, int] = {}
+        self._seen_at: float | None = None
+        self._explained: dict[tuple[str | None, str | None], list[str]] = {}
+        self._explained_table: object = None
+
+    # -- layout ---------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield HeaderStrip(id="header")
+        yield FilterBar("filter: text or glob over SNI, client, upstream; !text inverts; esc clears", id="filter")
+        with Horizontal(id="main"):
+            with TabbedContent(id="tabs", initial="live"):
+                with TabPane("Live", id="live"):
+                    yield ConnectionsTable(id="connections")
+                with TabPane("Closed", id="closed"):
+                    yield RecentTable(id="recent")
+                with TabPane("Servers", id="servers"):
+                    yield ServersTable(id="servers-table")
+            yield DetailPanel(id="detail")
+        yield Static(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ConnectionsTable).focus()
+        self._apply_width(self.size.width)
+        self.show_snapshot(self.view.snapshot())
+        self.watch(self.app, "unapplied", lambda: self._snapshot and self.show_snapshot(self._snapshot), init=False)
+
+    def on_resize(self, event) -> None:
+        self._apply_width(event.size.width)
+
+    def _apply_width(self, width: int) -> None:
+        self.set_class(0 < width < _NARROW, "-narrow")
+
+    def on_screen_resume(self) -> None:
+        # Coming back from another screen: show the present at once, not at the next tick.
+        if self.is_mounted:
+            self.show_snapshot(self.view.snapshot())
+
+    # -- refresh --------------------------------------------------------------
+
+    def show_snapshot(self, snapshot: EngineSnapshot) -> None:
+        self._snapshot = snapshot
+        now = self.view.now()
+        self._update_rates(snapshot, now)
+        with self.app.batch_update():
+            self.query_one(HeaderStrip).show(
+                snapshot, now=now, config_path=str(self.view.config_path) if self.view.config_path else None,
+                unapplied=bool(getattr(self.app, "unapplied", False)), read_only=self.view.read_only)
+            tabs = self.query_one(TabbedContent)
+            active = tabs.active
+            # Only the visible table pays for rendering; the tab labels still carry the counts.
+            if active == "live":
+                self._show_connections(snapshot, now)
+            elif active == "closed":
+                self.query_one(RecentTable).show(snapshot.recent, now)
+            else:
+                self.query_one(ServersTable).show(snapshot.servers, now)
+            self._label_tabs(snapshot)
+            if self.detail_id is not None:
+                self._show_detail(now)
+            self._show_status(snapshot)
+
+    def _update_rates(self, snapshot: EngineSnapshot, now: float) -> None:
+        """Per-connection bytes/s from the change since the previous snapshot (lifetime average at first sight)."""
+        if self._seen_at is not None and snapshot.taken_at <= self._seen_at:
+            return  # the same snapshot again (replay, or a refresh between engine ticks): rates stand
+        elapsed = snapshot.taken_at - self._seen_at if self._seen_at is not None else None
+        rates: dict[int, float] = {}
+        seen: dict[int, int] = {}
+        for conn in snapshot.connections:
+            total = conn.bytes_up + conn.bytes_down
+            before = self._bytes_seen.get(conn.id)
+            if before is not None and elapsed:
+                rates[conn.id] = max(0.0, (total - before) / elapsed)
+            else:
+                age = now - conn.started
+                rates[conn.id] = total / age if age > 1 else 0.0
+            seen[conn.id] = total
+        self._rates, self._bytes_seen, self._seen_at = rates, seen, snapshot.taken_at
+
+    def _sni_errors(self, snapshot: EngineSnapshot) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for conn in snapshot.recent:
+            if conn.close_reason is not None and conn.close_reason.is_error:
+                key = conn.sni or "(no SNI)"
+                out[key] = out.get(key, 0) + 1
+        return out
+
+    def compute_rows(self, snapshot: EngineSnapshot, now: float) -> RowSet:
+        return build_rows(
+            snapshot.connections, now=now, rates=self._rates, conn_filter=self.conn_filter, group_by=self.group_by,
+            sort=self.sort_column, reverse=self.sort_reverse != (self.sort_column in _DESCENDING_FIRST),
+            expanded=self.expanded, per_route=snapshot.per_route, per_upstream=snapshot.per_upstream,
+            sni_errors=self._sni_errors(snapshot) if self.group_by == "sni" else None,
+        )
+
+    def _show_connections(self, snapshot: EngineSnapshot, now: float) -> None:
+        rows = self.compute_rows(snapshot, now)
+        self.last_rows = rows
+        self.query_one(ConnectionsTable).show_rows(rows.rows)
+
+    def _label_tabs(self, snapshot: EngineSnapshot) -> None:
+        tabs = self.query_one(TabbedContent)
+        down = sum(1 for s in snapshot.servers if not s.up)
+        errors = sum(1 for c in snapshot.recent if c.close_reason is not None and c.close_reason.is_error)
+        labels = {
+            "live": f"Live {len(snapshot.connections)}",
+            "closed": f"Closed {len(snapshot.recent)}" + (f" ({errors} err)" if errors else ""),
+            "servers": f"Servers {len(snapshot.servers)}" + (f" ({down} down)" if down else ""),
+        }
+        for pane_id, label in labels.items():
+            tab = tabs.get_tab(pane_id)
+            if str(tab.label) != label:
+                tab.label = label
+            tab.set_class(pane_id == "servers" and down > 0 or pane_id == "closed" and errors > 0, "-alert")
+
+    def _show_status(self, snapshot: EngineSnapshot) -> None:
+        rows = self.last_rows
+        text = Text()
+        if rows is not None:
+            text.append(f"{rows.live} live")
+            if self.conn_filter is not None:
+                text.append(f" · {rows.matched} match {self.conn_filter.describe()}")
+            if self.group_by != "flat":
+                text.append(f" · {rows.groups} groups {_GROUP_LABEL[self.group_by]}")
+            if rows.truncated:
+                text.append(f" · first {len(rows.rows)} rows shown, {rows.truncated} more: narrow with /",
+                            style="bold")
+        text.append(f" · sort {self.sort_column} {'▲' if self.sort_reverse else '▼'}")
+        if snapshot.events_dropped:
+            text.append(f" · {snapshot.events_dropped} events dropped")
+        if self.paused:
+            text.append("  PAUSED (p resumes)", style="bold reverse")
+        self.query_one("#status", Static).update(text)
+
+    # -- detail ---------------------------------------------------------------
+
+    def _find(self, connection_id: int) -> tuple[ConnectionInfo | None, bool]:
+        snapshot = self._snapshot
+        if snapshot is None:
+            return None, False
+        for conn in snapshot.connections:
+            if conn.id == connection_id:
+                return conn, True
+        for conn in snapshot.recent:
+            if conn.id == connection_id:
+                return conn, False
+        return None, False
+
+    def explanation(self, conn: ConnectionInfo) -> list[str]:
+        """The same lines as `sniui match`, against the running table; cached per name until an apply."""
+        table = self.view.table
+        if table is not self._explained_table:
+            self._explained, self._explained_table = {}, table
+        alpn = conn.alpn[0] if conn.alpn else None
+        key = (conn.sni, alpn)
+        if key not in self._explained:
+            self._explained[key] = table.match(conn.sni, alpn, explain=True).explanation()
+        return self._explained[key]
+
+    def _show_detail(self, now: float) -> None:
+        panel = self.query_one(DetailPanel)
+        assert self.detail_id is not None
+        conn, _live = self._find(self.detail_id)
+        if conn is None:
+            panel.show_gone(self.detail_id)
+            return
+        panel.show(conn, now=now, rate=self._rates.get(conn.id, 0.0), explanation=self.explanation(conn),
+                   styles=tone_styles(self.app))
+
+    def open_detail(self, connection_id: int) -> None:
+        self.detail_id = connection_id
+        self.query_one(DetailPanel).add_class("-open")
+        self.add_class("-detail-open")
+        self._show_detail(self.view.now())
+        self.refresh_bindings()
+
+    def close_detail(self) -> None:
+        self.detail_id = None
+        self.query_one(DetailPanel).remove_class("-open")
+        self.remove_class("-detail-open")
+        self.refresh_bindings()
+
+    @on(DataTable.RowSelected, "#connections")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        key = str(event.row_key.value)
+        if key.startswith("g:"):
+            group = key[2:]
+            self.expanded.symmetric_difference_update({group})
+            self.refresh_now()
+        else:
+            self.open_detail(int(key[2:]))
+
+    @on(DataTable.RowHighlighted, "#connections")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        # While the panel is open it follows the cursor, so arrowing through rows reads like k9s' describe.
+        key = str(event.row_key.value) if event.row_key is not None else ""
+        if self.detail_id is not None and key.startswith("c:"):
+            self.detail_id = int(key[2:])
+            self._show_detail(self.view.now())
+        self.refresh_bindings()
+
+    @on(DataTable.RowSelected, "#recent")
+    def _recent_selected(self, event: DataTable.RowSelected) -> None:
+        self.open_detail(int(str(event.row_key.value)[2:]))
+
+    @on(ConnectionsTable.SortRequested)
+    def _sort_requested(self, event: ConnectionsTable.SortRequested) -> None:
+        if event.column == self.sort_column:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_column, self.sort_reverse = event.column, False
+        self._sort_changed()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_now()
+        pane = event.pane
+        table = pane.query(DataTable).first() if pane is not None else None
+        if table is not None:
+            table.focus()
+
+    # -- filter ---------------------------------------------------------------
+
+    @on(FilterBar.Updated)
+    def _filter_changed(self, event: FilterBar.Updated) -> None:
+        self.conn_filter = parse_filter(event.text)
+        self.refresh_now()
+
+    @on(FilterBar.Done)
+    def _filter_done(self) -> None:
+        self.query_one(ConnectionsTable).focus()
+
+    # -- actions --------------------------------------------------------------
+
+    def refresh_now(self) -> None:
+        if self._snapshot is not None:
+            self.show_snapshot(self.view.snapshot() if not self.paused else self._snapshot)
+
+    def selected_connection_id(self) -> int | None:
+        active = self.query_one(TabbedContent).active
+        if active == "live":
+            key = self.query_one(ConnectionsTable).selected_key
+            if key and key.startswith("c:"):
+                return int(key[2:])
+        if self.detail_id is not None:
+            return self.detail_id
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "close_connection":
+            if self.view.read_only:
+                return False  # hidden: read-only mode shows no action that changes anything
+            conn_id = self.selected_connection_id()
+            if conn_id is None or not self._find(conn_id)[1]:
+                return None   # shown but disabled: nothing live is selected
+        return True
+
+    def action_filter(self) -> None:
+        self.query_one(TabbedContent).active = "live"
+        self.query_one(FilterBar).open()
+
+    def action_back(self) -> None:
+        if self.detail_id is not None:
+            self.close_detail()
+        elif self.conn_filter is not None:
+            self.query_one(FilterBar).action_clear()
+
+    def action_cycle_group(self) -> None:
+        index = GROUP_MODES.index(self.group_by)
+        self.group_by = GROUP_MODES[(index + 1) % len(GROUP_MODES)]
+
+    def set_group(self, group_by: GroupBy) -> None:
+        self.group_by = group_by
+
+    def watch_group_by(self) -> None:
+        self.expanded.clear()
+        self.notify(f"grouping: {_GROUP_LABEL[self.group_by]}", timeout=1.5)
+        self.refresh_now()
+
+    def action_cycle_sort(self) -> None:
+        index = COLUMN_KEYS.index(self.sort_column) if self.sort_column in COLUMN_KEYS else -1
+        self.sort_column, self.sort_reverse = COLUMN_KEYS[(index + 1) % len(COLUMN_KEYS)], False
+        self._sort_changed()
+
+    def action_reverse_sort(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self._sort_changed()
+
+    def _sort_changed(self) -> None:
+        self.query_one(ConnectionsTable).set_sort(self.sort_column, self.sort_reverse)
+        self.refresh_now()
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+
+    def watch_paused(self) -> None:
+        if self._snapshot is not None:
+            self._show_status(self._snapshot)
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_close_connection(self) -> None:
+        conn_id = self.selected_connection_id()
+        if conn_id is None or self.view.read_only:
+            return
+        conn, live = self._find(conn_id)
+        if conn is None or not live:
+            self.notify("that connection has already closed", severity="warning")
+            return
+        body = (f"#{conn.id}  {conn.client} → {conn.sni or '(no SNI)'}\n"
+                f"route {conn.route or '-'}, upstream {conn.upstream_address or conn.upstream or '-'}\n\n"
+                "The client and the upstream both see the connection drop.")
+
+        def closed(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+            if self.view.close_connection(conn.id):
+                self.notify(f"closed connection #{conn.id}", timeout=3)
+            else:
+                self.notify(f"connection #{conn.id} had already closed", severity="warning")
+            self.refresh_now()
+
+        self.app.push_screen(ConfirmDialog("Close this connection?", body, confirm_label="Close"), closed)

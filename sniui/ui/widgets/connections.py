@@ -1,0 +1,125 @@
+"""The live connections table: updated in place by row key, never rebuilt.
+
+Following dolphie: inside one batch, remove rows that went away, update only
+the cells that changed, add new rows, and re-order only when the order did
+change. The rows themselves come from `sniui.ui.rows` already filtered,
+sorted, grouped and capped.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+from sniui.ui.rows import COLUMNS, COLUMN_KEYS, DisplayRow
+from sniui.ui.widgets.tones import tone_styles
+
+
+class _OrderedCell(Text):
+    """The first cell of each row carries its row's position, so `DataTable.sort` can re-order by key."""
+
+    __slots__ = ("position",)
+
+
+class ConnectionsTable(DataTable):
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Details", id="connections.details",
+                tooltip="Open the selected connection, or expand/collapse the selected group"),
+    ]
+
+    class SortRequested(Message):
+        def __init__(self, column: str):
+            super().__init__()
+            self.column = column
+
+    def __init__(self, **kwargs):
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self._cells: dict[str, tuple[str, ...]] = {}   # what each row currently shows
+        self._tones: dict[str, str] = {}
+        self._order: list[str] = []
+        self._styles = {}
+        self.sort_column = "age"
+        self.sort_reverse = False
+
+    def on_mount(self) -> None:
+        for key, label, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
+        self._label_sort()
+        self._styles = tone_styles(self.app)
+        self.watch(self.app, "theme", self._theme_changed, init=False)
+
+    def _theme_changed(self) -> None:
+        self._styles = tone_styles(self.app)
+        self._cells.clear()  # force every cell to be written again in the new colours
+        self.clear()
+        self._order = []
+
+    def set_sort(self, column: str, reverse: bool) -> None:
+        self.sort_column, self.sort_reverse = column, reverse
+        self._label_sort()
+
+    def _label_sort(self) -> None:
+        arrow = " ▲" if self.sort_reverse else " ▼"
+        for key, label, _ in COLUMNS:
+            column = self.columns.get(key)  # type: ignore[arg-type]
+            if column is not None:
+                column.label = Text(label + (arrow if key == self.sort_column else ""))
+        self.refresh()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        self.post_message(self.SortRequested(str(event.column_key.value)))
+
+    @property
+    def selected_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        except Exception:  # cursor outside the rows while the table is being emptied
+            return None
+
+    def show_rows(self, rows: list[DisplayRow]) -> None:
+        """Bring the table to `rows` with the fewest changes; keep the cursor on the same row key."""
+        keep = self.selected_key
+        wanted = {row.key for row in rows}
+        for key in [k for k in self._cells if k not in wanted]:
+            self.remove_row(key)
+            del self._cells[key]
+            self._tones.pop(key, None)
+        position = {row.key: i for i, row in enumerate(rows)}
+        for row in rows:
+            old = self._cells.get(row.key)
+            if old is None:
+                self.add_row(*self._render_cells(row, position[row.key]), key=row.key)
+            elif old != row.cells or self._tones.get(row.key) != row.tone:
+                style = self._styles.get(row.tone)
+                for index, (column, before, after) in enumerate(zip(COLUMN_KEYS, old, row.cells)):
+                    if before != after or self._tones.get(row.key) != row.tone:
+                        cell = _OrderedCell(after, style=style) if index == 0 else Text(after, style=style)
+                        self.update_cell(row.key, column, cell, update_width=False)
+            self._cells[row.key] = row.cells
+            self._tones[row.key] = row.tone
+        order = [row.key for row in rows]
+        if order != self._order_now():
+            for row in rows:
+                first = self.get_cell(row.key, COLUMN_KEYS[0])
+                if isinstance(first, _OrderedCell):
+                    first.position = position[row.key]
+            self.sort(COLUMN_KEYS[0], key=lambda cell: getattr(cell, "position", 0))
+        self._order = order
+        if keep is not None and keep in position:
+            index = position[keep]
+            if index != self.cursor_row:
+                self.move_cursor(row=index, animate=False, scroll=False)
+
+    def _order_now(self) -> list[str]:
+        return [str(row.key.value) for row in self.ordered_rows]
+
+    def _render_cells(self, row: DisplayRow, position: int) -> list[Text]:
+        style = self._styles.get(row.tone)
+        first = _OrderedCell(row.cells[0], style=style)
+        first.position = position
+        return [first, *(Text(cell, style=style) for cell in row.cells[1:])]

@@ -1,0 +1,190 @@
+"""The route editor: one field per YAML key, validated by the config models as you type.
+
+The form knows nothing about the rest of the config: the screen hands it a
+`check` callable (the staging session's `check_route`) that validates the
+edited route in context and returns the messages `sniui check` would print,
+keyed by field. The form marks each field with its messages and only lets a
+route that validates go back to the screen.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Input, Label, Select, Static
+
+from sniui.ui.staging import FieldCheck, RouteData, fields_to_route, route_to_fields
+
+# (field, label, placeholder, tooltip). Words as the config reference uses them.
+_TEXT_FIELDS: dict[str, tuple[str, str, str]] = {
+    "name": ("name", "optional; shown in tables and logs", "A unique name for the route (defaults to its first pattern)"),
+    "sni": ("sni", "shop.example.com, *.apps.example.com, ~^(?<app>.+)\\.k8s$",
+            "Server names, comma separated: exact, *.wildcard, .base, trailing.*, or ~regex"),
+    "upstream": ("upstream", "group name, host:port, or template $app.svc:443",
+                 "An upstream group, a single host:port, or a template using the regex captures"),
+    "certificate": ("certificate", "name from certificates:", "The certificate to serve (mode: terminate)"),
+    "client_ca": ("client_ca", "optional: CA file to require client certificates", "Require a client certificate signed by this CA"),
+    "allow": ("allow", "*.svc.cluster.local:443, *.svc:8000-8999", "Bound templated upstreams to these host-glob:port entries"),
+    "allow_clients": ("allow_clients", "10.0.0.0/8, 192.168.0.0/16", "Only these client addresses may use the route"),
+}
+_SELECT_FIELDS: dict[str, tuple[str, list[tuple[str, str]], str]] = {
+    "mode": ("mode", [("passthrough", "passthrough"), ("terminate", "terminate")],
+             "passthrough relays TLS untouched; terminate decrypts with a certificate"),
+    "proxy_protocol": ("proxy_protocol", [("none", ""), ("v1", "v1"), ("v2", "v2")],
+                       "Send a PROXY protocol header to the upstream"),
+}
+FIELD_ORDER = ("name", "sni", "upstream", "mode", "certificate", "client_ca", "proxy_protocol", "allow", "allow_clients")
+
+
+class RouteForm(ModalScreen[RouteData | None]):
+    """Add or edit one route; dismisses with the route data, or None when cancelled."""
+
+    DEFAULT_CSS = """
+    RouteForm { align: center middle; }
+    RouteForm > Vertical {
+        width: 96; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $primary 60%; background: $surface; padding: 0 1;
+    }
+    RouteForm #form-title { text-style: bold; padding: 0 0 1 0; }
+    RouteForm VerticalScroll { height: auto; max-height: 28; }
+    RouteForm .form-row { height: auto; }
+    RouteForm .form-row Label { width: 16; padding: 0 1 0 0; text-align: right; }
+    RouteForm .form-row Input, RouteForm .form-row Select { width: 1fr; }
+    RouteForm .form-row Input.-invalid { border: tall $error; }
+    RouteForm .field-error { color: $text-error; padding: 0 0 0 16; height: auto; display: none; }
+    RouteForm .field-error.-shown { display: block; }
+    RouteForm .field-error.-warning { color: $text-warning; }
+    RouteForm #form-general { color: $text-error; height: auto; display: none; }
+    RouteForm #form-general.-shown { display: block; }
+    RouteForm #form-buttons { height: auto; align-horizontal: right; padding: 1 0 0 0; }
+    RouteForm #form-buttons Button { margin-left: 2; }
+    """
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="route_form.cancel", tooltip="Close the editor, change nothing"),
+        Binding("ctrl+s", "submit", "Stage", id="route_form.submit", tooltip="Put this route into the staged config"),
+    ]
+
+    def __init__(
+        self,
+        title: str,
+        check: Callable[[RouteData], FieldCheck],
+        route: RouteData | None = None,
+        *,
+        upstream_names: list[str] | None = None,
+        certificate_names: list[str] | None = None,
+    ):
+        super().__init__()
+        self._title = title
+        self._check = check
+        self._base: RouteData = dict(route or {})
+        self._initial = route_to_fields(self._base)
+        self._upstream_names = upstream_names or []
+        self._certificate_names = certificate_names or []
+        self.last_check: FieldCheck = FieldCheck()
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self._title, id="form-title")
+            with VerticalScroll():
+                for field in FIELD_ORDER:
+                    with Horizontal(classes="form-row"):
+                        if field in _SELECT_FIELDS:
+                            label, options, tooltip = _SELECT_FIELDS[field]
+                            yield Label(label)
+                            value = self._initial.get(field, "")
+                            yield Select([(text, v) for text, v in options], value=value, allow_blank=False,
+                                         id=f"field-{field}", tooltip=tooltip, compact=True)
+                        else:
+                            label, placeholder, tooltip = _TEXT_FIELDS[field]
+                            yield Label(label)
+                            suggester = None
+                            if field == "upstream" and self._upstream_names:
+                                suggester = SuggestFromList(self._upstream_names, case_sensitive=True)
+                            elif field == "certificate" and self._certificate_names:
+                                suggester = SuggestFromList(self._certificate_names, case_sensitive=True)
+                            yield Input(self._initial.get(field, ""), placeholder=placeholder, id=f"field-{field}",
+                                        tooltip=tooltip, suggester=suggester, compact=True)
+                    yield Static("", id=f"error-{field}", classes="field-error", markup=False)
+            yield Static("", id="form-general", markup=False)
+            with Horizontal(id="form-buttons"):
+                yield Button("Cancel (esc)", id="form-cancel")
+                yield Button("Stage route (ctrl+s)", id="form-ok", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#field-sni", Input).focus()
+        self.revalidate()
+
+    # -- values and validation -------------------------------------------------
+
+    def values(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for field in FIELD_ORDER:
+            widget = self.query_one(f"#field-{field}")
+            if isinstance(widget, Select):
+                value = widget.value
+                out[field] = "" if value is Select.BLANK or value is None else str(value)
+            else:
+                assert isinstance(widget, Input)
+                out[field] = widget.value
+        return out
+
+    def route(self) -> RouteData:
+        return fields_to_route(self.values(), self._base)
+
+    def revalidate(self) -> FieldCheck:
+        check = self._check(self.route())
+        self.last_check = check
+        for field in FIELD_ORDER:
+            issues = check.for_field(field)
+            error = self.query_one(f"#error-{field}", Static)
+            error.update("\n".join(check.messages(field)))
+            error.set_class(bool(issues), "-shown")
+            error.set_class(bool(issues) and all(i.severity == "warning" for i in issues), "-warning")
+            widget = self.query_one(f"#field-{field}")
+            widget.set_class(any(i.severity == "error" for i in issues), "-invalid")
+        # Issues about the route as a whole, or fields the form does not show.
+        other = [str(i) for i in check.issues if i.field not in FIELD_ORDER]
+        general = self.query_one("#form-general", Static)
+        general.update("\n".join(other))
+        general.set_class(bool(other), "-shown")
+        self.query_one("#form-ok", Button).disabled = not check.ok
+        return check
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.revalidate()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self.revalidate()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "form-ok":
+            self.action_submit()
+        else:
+            self.action_cancel()
+
+    def action_submit(self) -> None:
+        if not self.revalidate().ok:
+            self.notify("Fix the marked fields first: the route would not validate.", severity="error")
+            return
+        self.dismiss(self.route())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def fields_summary(route: dict[str, Any]) -> str:
+    """One line naming a route for dialogs."""
+    sni = route.get("sni") or []
+    return f"{route.get('name') or (sni[0] if sni else '?')}: {', '.join(sni)} → {route.get('upstream', '')}"
