@@ -123,7 +123,7 @@ def _labels(data: bytes) -> list[str]:
     return [label.decode("ascii") for label in _PEM_LABEL.findall(data)]
 
 
-def _read_certificates(path: Path, report: _Report) -> list[x509.Certificate] | None:
+def _read_certificates(path: Path, report: _Report, *, key_elsewhere: bool) -> list[x509.Certificate] | None:
     data = _read(path, "certificate", "cert", report)
     if data is None:
         return None
@@ -142,7 +142,8 @@ def _read_certificates(path: Path, report: _Report) -> list[x509.Certificate] | 
         report("error", "cert", path, f"{path} holds no certificate (it holds: {', '.join(labels) or 'nothing recognisable'})",
                "cert: must name the certificate file (leaf first, then its chain); the private key belongs in key:")
         return None
-    if any(label.endswith("PRIVATE KEY") for label in labels):
+    # When key: names this same file, the key check below reports its mode once.
+    if key_elsewhere and any(label.endswith("PRIVATE KEY") for label in labels):
         _check_key_mode(path, "cert", f"certificate file {path} also holds a private key, and is", report)
     try:
         certificates = x509.load_pem_x509_certificates(data)
@@ -328,7 +329,7 @@ def load_certificate_entry(name: str, entry: CertificateEntry, base_dir: Path, *
     def report(severity: Severity, field_name: str, path: Path, message: str, fix: str) -> None:
         found.append(CertFinding(severity, name, None, str(path), ("certificates", name, field_name), message, fix))
 
-    certificates = _read_certificates(cert_path, report)
+    certificates = _read_certificates(cert_path, report, key_elsewhere=cert_path != key_path)
     key = _read_private_key(key_path, report)
     values: dict = {}
     if certificates:
