@@ -1,0 +1,1 @@
+"""`sniui --headless`: the engine as a daemon, with an access log instead of a screen."""

@@ -1,0 +1,199 @@
+"""`sniui --headless`: run the engine without a screen.
+
+stdout carries the access log (one JSON line per closed connection) unless
+`--log-file` sends it to a file; stderr carries human lines: what is
+listening, reloads, refusals, upstream trouble. SIGHUP reloads the config
+file (a refused config is logged and the running one kept) and reopens the
+log file; SIGTERM or SIGINT stop accepting, let established connections
+finish for the drain time, close the rest, and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from sniui.config import ConfigError, load_file
+from sniui.config.units import parse_duration
+from sniui.engine import Engine, EngineError
+from sniui.engine.model import Event
+from sniui.headless.accesslog import AccessLog
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_CONFIG = 2
+
+# Events worth a line on stderr; per-connection lines go to the access log.
+STDERR_KINDS = frozenset({"server_down", "server_up", "listener_error", "listener_stopped"})
+
+
+def say(message: str) -> None:
+    print(f"sniui: {message}", file=sys.stderr, flush=True)
+
+
+def run_daemon(config_path: Path | None, drain: str = "30s", log_format: str = "json", log_file: str | None = None) -> int:
+    try:
+        drain_seconds = parse_duration(drain)
+    except ValueError as exc:
+        say(f"--drain: {exc}")
+        return EXIT_CONFIG
+    if os.environ.get("SNIUI_LOOP") == "uvloop":
+        try:
+            import uvloop  # type: ignore[import-not-found]
+
+            uvloop.install()
+        except ImportError:
+            say("SNIUI_LOOP=uvloop but uvloop is not installed; using asyncio's loop")
+    try:
+        return asyncio.run(Daemon(config_path, drain_seconds, log_format, log_file).run())
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+class Daemon:
+    def __init__(self, config_path: Path | None, drain: float, log_format: str, log_file: str | None) -> None:
+        self.config_path = config_path
+        self.drain = drain
+        self.log_format = log_format
+        self.log_file = log_file
+        self.engine: Engine | None = None
+        self.demo = None
+        self.stopping = asyncio.Event()
+        self.reloading: asyncio.Task[None] | None = None
+
+    async def run(self) -> int:
+        try:
+            access_log = AccessLog(self.log_format, self.log_file)
+        except OSError as exc:
+            say(f"cannot open the access log {self.log_file}: {exc.strerror or exc}")
+            return EXIT_RUNTIME
+        try:
+            code = await self._start()
+            if code != EXIT_OK:
+                return code
+            assert self.engine is not None
+            self.engine.add_close_hook(access_log)
+            watcher = asyncio.get_running_loop().create_task(self._watch_events())
+            self._install_signals(access_log)
+            await self.stopping.wait()
+            say(f"stopping: no new connections; draining for up to {self.drain:g}s")
+            await self.engine.drain(self.drain)
+            await self.engine.stop()
+            watcher.cancel()
+            say("stopped")
+            return EXIT_OK
+        finally:
+            access_log.close()
+            if self.demo is not None:
+                await self.demo.close()
+
+    async def _start(self) -> int:
+        if self.config_path is None:
+            return await self._start_demo()
+        try:
+            loaded = load_file(self.config_path)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                print(str(issue), file=sys.stderr)
+            say(f"{self.config_path}: config refused")
+            return EXIT_CONFIG
+        for warning in loaded.warnings:
+            print(str(warning), file=sys.stderr)
+        self.engine = Engine(loaded.config)
+        try:
+            await self.engine.start()
+        except EngineError as exc:
+            say(str(exc))
+            return EXIT_RUNTIME
+        self._announce()
+        return EXIT_OK
+
+    async def _start_demo(self) -> int:
+        from sniui.demo import build_demo
+        from sniui.demo.scenario import DEFAULT_PORT
+
+        for port in (DEFAULT_PORT, 0):
+            self.demo = await build_demo(port)
+            self.engine = Engine(self.demo.config)
+            try:
+                await self.engine.start()
+            except EngineError as exc:
+                await self.demo.close()
+                self.demo = None
+                if port == 0:
+                    say(str(exc))
+                    return EXIT_RUNTIME
+                say(f"{exc}; the demo takes a free port instead")
+                continue
+            self._announce()
+            bound = self.engine.bound_addresses[0][1]
+            print(self.demo.instructions_for(bound), file=sys.stderr, flush=True)
+            return EXIT_OK
+        return EXIT_RUNTIME
+
+    def _announce(self) -> None:
+        assert self.engine is not None
+        for listener in self.engine.listeners.values():
+            extra = " (expects a PROXY protocol header)" if listener.accept_proxy_protocol else ""
+            say(f"listening on {', '.join(listener.bound_text)}{extra}")
+        config = self.engine.config
+        say(f"{len(config.routes)} route(s), {len(config.upstreams)} upstream group(s); "
+            f"source {config.source or '<built-in>'}")
+
+    def _install_signals(self, access_log: AccessLog) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._on_hup(access_log))
+
+    def _on_hup(self, access_log: AccessLog) -> None:
+        try:
+            access_log.reopen()
+        except OSError as exc:
+            say(f"cannot reopen the access log {access_log.path}: {exc.strerror or exc}; still writing the old one")
+        if self.reloading is None or self.reloading.done():
+            self.reloading = asyncio.get_running_loop().create_task(self.reload())
+
+    async def reload(self) -> bool:
+        assert self.engine is not None
+        if self.config_path is None:
+            say("SIGHUP: the built-in demo has no file to reload")
+            return False
+        try:
+            loaded = load_file(self.config_path)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                print(str(issue), file=sys.stderr)
+            say(f"reload refused: {self.config_path} has errors; the running config keeps serving")
+            return False
+        try:
+            await self.engine.apply(loaded.config)
+        except EngineError as exc:
+            say(f"reload refused: {exc}; the running config keeps serving")
+            return False
+        for warning in loaded.warnings:
+            print(str(warning), file=sys.stderr)
+        say(f"reloaded {self.config_path} (generation {self.engine.generation})")
+        for listener in self.engine.listeners.values():
+            say(f"listening on {', '.join(listener.bound_text)}")
+        return True
+
+    async def _watch_events(self) -> None:
+        assert self.engine is not None
+        subscription = self.engine.subscribe(maxsize=1000)
+        reported_drops = 0
+        async for event in subscription:
+            if _worth_reporting(event):
+                say(event.message)
+            if subscription.dropped > reported_drops:
+                say(f"{subscription.dropped - reported_drops} event(s) dropped while stderr was slow")
+                reported_drops = subscription.dropped
+
+
+def _worth_reporting(event: Event) -> bool:
+    if event.kind in STDERR_KINDS:
+        return True
+    return event.kind == "connection_closed" and event.level == "error"

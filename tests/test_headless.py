@@ -1,0 +1,174 @@
+"""`sniui --headless` as a real process: listener lines, JSON access log, SIGHUP reload, SIGTERM drain, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import (DEADLINE, TlsUpstream, ca, ca_file, client_context,  # noqa: F401
+                                   tls_exchange, tls_upstream, upstream_context)
+
+LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+
+
+class DaemonProcess:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.stderr_lines: list[str] = []
+
+    async def wait_for_stderr(self, pattern: str, timeout: float = DEADLINE) -> re.Match[str]:
+        regex = re.compile(pattern)
+        for line in self.stderr_lines:
+            if m := regex.search(line):
+                return m
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self.process.stderr.readline()
+                if not raw:
+                    raise AssertionError(f"daemon exited before {pattern!r}; stderr: {self.stderr_lines}")
+                line = raw.decode()
+                self.stderr_lines.append(line)
+                if m := regex.search(line):
+                    return m
+
+    async def access_line(self) -> dict:
+        async with asyncio.timeout(DEADLINE):
+            raw = await self.process.stdout.readline()
+        assert raw, "no access-log line"
+        return json.loads(raw)
+
+    async def port(self) -> int:
+        return int((await self.wait_for_stderr(LISTENING.pattern)).group(1))
+
+
+@contextlib.asynccontextmanager
+async def daemon(*args: str):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sniui", "--headless", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent)
+    handle = DaemonProcess(process)
+    try:
+        yield handle
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def write_config(path: Path, upstream: str, sni: str = "shop.example.com") -> None:
+    path.write_text(f"""
+listen:
+  - address: "127.0.0.1:0"
+routes:
+  - name: shop
+    sni: {sni}
+    upstream: "{upstream}"
+""")
+
+
+async def test_daemon_logs_reloads_and_drains(tmp_path, tls_upstream, client_context):
+    one, two = await tls_upstream("one"), await tls_upstream("two")
+    config = tmp_path / "sniui.yaml"
+    write_config(config, one.address)
+    async with daemon("-c", str(config), "--drain", "10s") as d:
+        port = await d.port()
+        assert await tls_exchange(port, "shop.example.com", client_context) == "upstream=one sni=shop.example.com"
+        record = await d.access_line()
+        assert record["sni"] == "shop.example.com" and record["route"] == "shop"
+        assert record["upstream_address"] == one.address and record["client"].startswith("127.0.0.1:")
+        assert record["bytes_in"] > 0 and record["bytes_out"] > 0
+        assert record["close_reason"] in ("client closed", "upstream closed")
+        assert {"time", "listener", "alpn", "upstream", "duration_ms"} <= set(record)
+
+        write_config(config, two.address)
+        d.process.send_signal(signal.SIGHUP)
+        await d.wait_for_stderr(r"reloaded .*generation 2")
+        assert await tls_exchange(port, "shop.example.com", client_context) == "upstream=two sni=shop.example.com"
+        await d.access_line()
+
+        config.write_text("routes: [{sni: x, upstream: nowhere}]\n")
+        d.process.send_signal(signal.SIGHUP)
+        await d.wait_for_stderr(r"reload refused")
+        assert any("unknown upstream group 'nowhere'" in line for line in d.stderr_lines)
+        assert await tls_exchange(port, "shop.example.com", client_context) == "upstream=two sni=shop.example.com"
+        await d.access_line()
+
+        # Drain: an established transfer finishes, new connections are refused, exit 0.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context,
+                                                       server_hostname="shop.example.com")
+        writer.write(b"first\n")
+        assert (await reader.readline()).startswith(b"upstream=two")
+        d.process.send_signal(signal.SIGTERM)
+        await d.wait_for_stderr(r"stopping")
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"second\n")
+        assert await reader.readexactly(len(b"first\nsecond\n")) == b"first\nsecond\n"
+        writer.close()
+        async with asyncio.timeout(DEADLINE):
+            assert await d.process.wait() == 0
+        record = await d.access_line()
+        assert record["bytes_in"] > 0
+
+
+async def test_daemon_refuses_a_bad_config_with_file_and_line(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("listen:\n  - address: \"127.0.0.1:0\"\nroutes:\n  - sni: a.example.com\n    upstrem: x:1\n")
+    async with daemon("-c", str(config)) as d:
+        async with asyncio.timeout(DEADLINE):
+            code = await d.process.wait()
+        err = (await d.process.stderr.read()).decode()
+        assert code == 2
+        assert f"{config}:5" in err and "upstrem" in err
+
+
+async def test_daemon_names_the_address_in_use(tmp_path):
+    import socket
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        port = blocker.getsockname()[1]
+        config = tmp_path / "c.yaml"
+        config.write_text(f'listen:\n  - address: "127.0.0.1:{port}"\n')
+        async with daemon("-c", str(config)) as d:
+            async with asyncio.timeout(DEADLINE):
+                code = await d.process.wait()
+            err = (await d.process.stderr.read()).decode()
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port}: address in use" in err
+
+
+async def test_demo_serves_its_own_routes(tmp_path):
+    async with daemon("--demo", "--log-format", "text") as d:
+        port = await d.port()
+        cacert = (await d.wait_for_stderr(r"--cacert (\S+)")).group(1)
+        await d.wait_for_stderr(r"openssl s_client")
+        context = ssl.create_default_context(cafile=cacert)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context,
+                                                       server_hostname="shop.demo.localhost")
+        writer.write(b"GET / HTTP/1.1\r\nHost: shop.demo.localhost\r\nConnection: close\r\n\r\n")
+        async with asyncio.timeout(DEADLINE):
+            body = await reader.read()
+        assert b"shop-" in body
+        writer.close()
+        line = (await asyncio.wait_for(d.process.stdout.readline(), DEADLINE)).decode()
+        assert '"shop.demo.localhost" route=shop' in line
+        d.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(DEADLINE):
+            assert await d.process.wait() == 0
+
+
+def test_headless_modules_do_not_import_textual():
+    code = ("import sys, sniui.headless.daemon, sniui.engine.engine, sniui.cli; "
+            "assert 'textual' not in sys.modules, 'textual imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
