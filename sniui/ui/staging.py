@@ -600,6 +600,16 @@ class StagedSession:
         self._origins = [running_labels.index(label) if label in running_labels else None for label in self.labels()]
         self._changed()
 
+    def follow(self, running: Config) -> bool:
+        """Track the engine's running config; True when it really changed (not just a new object)."""
+        if running is self.running:
+            return False
+        if config_data(running) == self._running_data:
+            self.running = running
+            return False
+        self.rebase(running)
+        return True
+
     def save(self, path: Path | None = None) -> Path | None:
         """Write the working copy (atomic; the previous file kept as .bak). Returns the backup's path."""
         target = Path(path) if path is not None else self.path

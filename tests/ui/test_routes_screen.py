@@ -1,0 +1,366 @@
+"""The Routes screen driven with Pilot: editor, field errors, test-match panel, apply, save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from textual.widgets import Button, DataTable, Input, Static
+
+from conftest_routes import ScreenHarness, view_for
+from sniui.config import ConfigError, load_file, load_text
+from sniui.engine.model import Counters
+from sniui.ui.screens.routes import RoutesScreen
+from sniui.ui.widgets.diff_dialog import DiffDialog
+from sniui.ui.widgets.match_panel import MatchPanel
+from sniui.ui.widgets.route_form import RouteForm
+
+CONFIG = r"""
+upstreams:
+  web:
+    servers: ["127.0.0.1:9001", "127.0.0.1:9002"]
+routes:
+  - name: shop
+    sni: [shop.example.com, www.shop.example.com]
+    upstream: web
+  - name: apps
+    sni: "*.apps.example.com"
+    upstream: "127.0.0.1:9100"
+  - name: k8s
+    sni: '~^(?<app>[a-z0-9]+)-(?<ns>[a-z0-9]+)-(?<port>\d+)\.k8s\.example\.com$'
+    upstream: "$app-public.$ns.svc.cluster.local:$port"
+tests:
+  - {sni: shop.example.com, expect: web}
+  - {sni: grafana.apps.example.com, expect: "127.0.0.1:9100"}
+  - {sni: unknown.example.net, expect: reject}
+"""
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    path = tmp_path / "sniui.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def harness(config_path: Path, *, read_only: bool = False) -> ScreenHarness:
+    view = view_for(load_file(config_path).config, path=config_path, read_only=read_only,
+                    per_route={"shop": Counters(accepted=42, active=3)})
+    return ScreenHarness(view, lambda v: RoutesScreen(v))
+
+
+async def _type(pilot, selector: str, text: str) -> None:
+    """Type into a field key by key, as a user would (validation runs on every key)."""
+    field = pilot.app.screen.query_one(selector, Input)
+    field.focus()
+    field.value = ""
+    await pilot.press(*list(text))
+    await pilot.pause()
+
+
+async def _fill(pilot, selector: str, text: str) -> None:
+    """Set a field's text at once (Pilot types about 20 keys a second); the same Changed event follows."""
+    field = pilot.app.screen.query_one(selector, Input)
+    field.focus()
+    field.value = text
+    await pilot.pause()
+
+
+def _error(app, field: str) -> str:
+    return str(app.screen.query_one(f"#error-{field}", Static).render())
+
+
+def _table_cells(app, table_id: str = "#routes-table") -> list[list[str]]:
+    screen = app.screen if not isinstance(app.screen, (RouteForm, DiffDialog)) else app.screen_stack[-2]
+    table = screen.query_one(table_id, DataTable)
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def test_routes_listed_in_precedence_order_with_counts(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        rows = _table_cells(app)
+        assert [(r[2], r[3]) for r in rows] == [
+            ("exact", "shop.example.com"), ("exact", "www.shop.example.com"), ("wildcard", "*.apps.example.com"),
+            ("regex", r"~^(?<app>[a-z0-9]+)-(?<ns>[…"), ("default", "(anything else)"),
+        ]
+        assert rows[0][7:] == ["42", "3"], "hits and active come from the engine snapshot"
+        assert rows[1][7:] == ["", ""], "a route's counts are shown once"
+
+
+async def test_add_a_wildcard_route_in_the_editor(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, RouteForm)
+        await _type(pilot, "#field-sni", "*.example.net")
+        await _type(pilot, "#field-upstream", "127.0.0.1:9200")
+        assert app.screen.last_check.ok
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, RoutesScreen)
+        screen = app.screen
+        assert screen.session.routes[-1] == {"sni": ["*.example.net"], "upstream": "127.0.0.1:9200"}
+        rows = _table_cells(app)
+        assert ["+", "3", "wildcard", "*.example.net"] == rows[3][:4], "a longer wildcard sorts first; marked as added"
+        assert app.unapplied is True
+        assert "unapplied" in str(screen.query_one("#staged-status", Static).render())
+        assert len(app.view.running_config.routes) == 3, "nothing reaches the engine before apply"
+
+
+async def test_add_a_regex_route_and_test_a_name_against_it(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("a")
+        await pilot.pause()
+        await _fill(pilot, "#field-name", "k9s")
+        await _fill(pilot, "#field-sni", r"~^(?<app>[a-z]+)\.(?<ns>[a-z]+)\.k9s\.example\.com$")
+        await _fill(pilot, "#field-upstream", "$app.$ns.svc.cluster.local:443")
+        await pilot.press("enter")   # enter in a field stages the route too
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RoutesScreen)
+        assert screen.session.routes[-1]["name"] == "k9s"
+        await pilot.press("t")
+        await _fill(pilot, "#match-name", "shop.prod.k9s.example.com")
+        panel = screen.query_one(MatchPanel)
+        assert panel.decision is not None
+        assert panel.decision.route == "k9s"
+        assert panel.decision.upstream == "shop.prod.svc.cluster.local:443"
+        assert dict(panel.decision.captures) == {"app": "shop", "ns": "prod"}
+
+
+async def test_field_errors_for_a_bad_regex_and_a_missing_capture(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("a")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, RouteForm)
+
+        await _type(pilot, "#field-sni", "~^(?<app>.+")
+        await _fill(pilot, "#field-upstream", "127.0.0.1:1")
+        assert "does not compile" in _error(app, "sni")
+        assert form.query_one("#field-sni").has_class("-invalid")
+        assert form.query_one("#form-ok", Button).disabled
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is form, "an invalid route never leaves the editor"
+
+        await _fill(pilot, "#field-sni", r"~^(?<app>.+)-(?<ns>.+)\.k9s$")
+        assert _error(app, "sni") == ""
+        await _fill(pilot, "#field-upstream", "$app.$nss:443")
+        message = _error(app, "upstream")
+        assert "$nss is not a capture" in message and "did you mean 'ns'?" in message
+        assert not form.query_one("#field-sni").has_class("-invalid")
+
+        # The editor's message is the one `sniui check` prints for the same file.
+        data = yaml.safe_load(CONFIG)
+        data["routes"].append({"sni": r"~^(?<app>.+)-(?<ns>.+)\.k9s$", "upstream": "$app.$nss:443"})
+        with pytest.raises(ConfigError) as caught:
+            load_text(yaml.safe_dump(data))
+        assert [i.message for i in caught.value.errors] == [message]
+
+        await _fill(pilot, "#field-upstream", "wbe")
+        assert _error(app, "upstream") == "unknown upstream group 'wbe' (did you mean 'web'?)"
+
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, RoutesScreen)
+        assert not app.screen.session.unapplied
+
+
+async def test_match_panel_decisions_and_explanations(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.focused is app.screen.query_one("#match-name")
+        panel = app.screen.query_one(MatchPanel)
+        result = app.screen.query_one("#match-result", Static)
+
+        await _type(pilot, "#match-name", "shop.example.com")
+        assert panel.decision.route == "shop" and panel.decision.upstream == "web"
+        text = str(result.render())
+        assert "wins: exact names are consulted first" in text
+        assert panel.resolve_state == "ok"   # the web group's servers are IP literals
+
+        await _fill(pilot, "#match-name", "grafana.apps.example.com")
+        assert panel.decision.route == "apps" and panel.decision.kind == "wildcard"
+        assert "does not match" in str(result.render())
+
+        await _fill(pilot, "#match-name", "shop-staging-8443.k8s.example.com")
+        assert panel.decision.upstream == "shop-public.staging.svc.cluster.local:8443"
+        text = str(result.render())
+        assert "captures: app='shop', ns='staging', port='8443'" in text
+        assert panel.resolve_state in ("resolving", "ok", "fail")  # a real lookup, in a worker
+
+        await _fill(pilot, "#match-name", "evil-x-99999.k8s.example.com")
+        assert panel.decision.action == "reject"
+        assert "rendered upstream is invalid" in str(result.render())
+
+        await _fill(pilot, "#match-name", "unknown.example.net")
+        assert panel.decision.action == "reject" and panel.decision.route == "default"
+        assert "no route matched" in str(result.render())
+
+
+async def test_tests_panel_shows_pass_fail_against_the_staged_table(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert [r[0] for r in _table_cells(app, "#tests-table")] == ["✓", "✓", "✓"]
+        # A catch-all for example.net breaks the `reject` expectation, before anything is applied.
+        screen.session.add_route({"sni": [".example.net"], "upstream": "127.0.0.1:9300"})
+        screen.sync_staged()
+        await pilot.pause()
+        rows = _table_cells(app, "#tests-table")
+        assert rows[2][0] == "✗" and rows[2][3] == "127.0.0.1:9300" and rows[2][5] == "now fails"
+        assert "2/3 pass" in screen.query_one("#tests-table").border_title
+
+
+async def test_apply_shows_the_diff_then_swaps_the_views_config(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.session.add_route({"sni": [".example.net"], "upstream": "127.0.0.1:9300"})
+        screen.sync_staged()
+        await pilot.press("A")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, DiffDialog)
+        body = str(dialog.query_one("#diff-body", Static).render())
+        assert "+ routes[3] .example.net: .example.net → 127.0.0.1:9300" in body
+        assert "unknown.example.net: reject via default → 127.0.0.1:9300 via .example.net" in body
+        assert "now FAILS" in body
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen is screen
+        assert app.view.table.match("unknown.example.net").upstream == "127.0.0.1:9300"
+        assert not screen.session.unapplied and app.unapplied is False
+        assert "staged = running" in str(screen.query_one("#staged-status", Static).render()) or \
+            "not saved" in str(screen.query_one("#staged-status", Static).render())
+
+
+async def test_apply_cancelled_changes_nothing(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        app.screen.session.add_route({"sni": ["x.example.net"], "upstream": "127.0.0.1:9300"})
+        app.screen.sync_staged()
+        await pilot.press("A")
+        await pilot.pause()
+        await pilot.press("n")
+        await pilot.pause()
+        assert len(app.view.running_config.routes) == 3
+        assert app.screen.session.unapplied
+
+
+async def test_delete_asks_then_reorder_moves_regexes(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.session.add_route({"name": "legacy", "sni": ["~^legacy-"], "upstream": "127.0.0.1:9400"})
+        screen.sync_staged()
+        screen.select_route(3)
+        await pilot.press("K")           # legacy before k8s: only regex order matters
+        await pilot.pause()
+        assert screen.session.labels() == ["shop", "apps", "legacy", "k8s"]
+        assert screen.selected_route == 2
+        await pilot.press("J")
+        await pilot.pause()
+        assert screen.session.labels() == ["shop", "apps", "k8s", "legacy"]
+
+        screen.select_route(1)
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.press("n")           # the dialog's safe answer
+        await pilot.pause()
+        assert screen.session.labels() == ["shop", "apps", "k8s", "legacy"]
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert screen.session.labels() == ["shop", "k8s", "legacy"]
+
+
+async def test_edit_with_enter_and_revert(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.select_route(1)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, RouteForm)
+        assert app.screen.query_one("#field-sni", Input).value == "*.apps.example.com"
+        await _fill(pilot, "#field-upstream", "127.0.0.1:9101")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert screen.session.route(1)["upstream"] == "127.0.0.1:9101"
+        assert _table_cells(app)[2][0] == "~"
+        await pilot.press("R")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert screen.session.route(1)["upstream"] == "127.0.0.1:9100"
+        assert app.unapplied is False
+
+
+async def test_save_writes_the_staged_config_atomically_with_backup(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.session.add_route({"name": "net", "sni": ["*.example.net"], "upstream": "127.0.0.1:9300"})
+        screen.sync_staged()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert config_path.with_name("sniui.yaml.bak").read_text() == CONFIG
+        saved = load_file(config_path).config
+        assert [r.name for r in saved.routes] == ["shop", "apps", "k8s", "net"]
+        assert "applied" not in str(screen.query_one("#staged-status", Static).render()) or screen.session.unapplied
+
+
+async def test_read_only_hides_every_change(config_path: Path) -> None:
+    app = harness(config_path, read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        offered = {active.binding.action for active in screen.active_bindings.values() if active.enabled}
+        assert "action_focus_test" not in offered and "focus_test" in offered
+        assert not offered & {"add_route", "edit_route", "delete_route", "apply", "save", "revert", "move_route(-1)"}
+        for action in ("add_route", "edit_route", "delete_route", "apply", "save", "revert"):
+            assert screen.check_action(action, ()) is False
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, RoutesScreen), "no editor in read-only mode"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, RoutesScreen)
+        # Testing names changes nothing, so it stays available.
+        await pilot.press("t")
+        await _fill(pilot, "#match-name", "shop.example.com")
+        assert app.screen.query_one(MatchPanel).decision.route == "shop"
+
+
+def test_every_binding_names_a_real_action() -> None:
+    from sniui.ui.screens.routes import RoutesScreen
+    from sniui.ui.widgets.diff_dialog import DiffDialog
+    from sniui.ui.widgets.route_form import RouteForm
+
+    for cls in (RoutesScreen, RouteForm, DiffDialog):
+        for binding in cls.BINDINGS:
+            name = binding.action.split("(")[0]
+            assert callable(getattr(cls, f"action_{name}", None)), f"{cls.__name__}: {binding.key} → {binding.action}"
+            assert binding.id and binding.tooltip, f"{cls.__name__}: {binding.key} needs an id and a tooltip"
