@@ -186,7 +186,7 @@ class _Importer:
 
     def _read_upstream(self, name: str, directive: Directive) -> None:
         servers: list[str] = []
-        down = 0
+        down: list[Directive] = []
         balance = "round_robin"
         fails: list[tuple[int, float]] = []
         for item in directive.block or []:
@@ -204,7 +204,7 @@ class _Importer:
                 for option in options:
                     opt, _, value = option.partition("=")
                     if opt == "down":
-                        down += 1
+                        down.append(item)
                         skip = True
                     elif opt == "backup":
                         self.warn(f"upstream {name}: backup server {address} left out (sniui has no backup servers)", item)
@@ -235,11 +235,15 @@ class _Importer:
                 self.warn(f"upstream {name}: {item.name} not translated", item)
         if not servers:
             if down:
-                self.reject_groups.add(name)   # every server down: nginx closes such connections
+                # Every server down: nginx closes such connections (sniui's export writes reject this way).
+                self.warn(f"upstream {name}: every server is marked down; names sent to it are rejected", directive)
+                self.reject_groups.add(name)
             else:
                 self.warn(f"upstream {name} has no usable server; routes to it are treated as reject", directive)
                 self.reject_groups.add(name)
             return
+        for item in down:
+            self.warn(f"upstream {name}: server {item.args[0]} is marked down; left out", item)
         if len(set(fails)) > 1:
             self.warn(f"upstream {name}: servers differ in max_fails/fail_timeout; sniui sets them per group, the first server's are used", directive)
         group: dict[str, Any] = {"servers": servers}

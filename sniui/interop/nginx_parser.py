@@ -196,7 +196,8 @@ def parse_text(text: str, file: str = "<nginx>", *, base_dir: Path | None = None
 def parse_file(path: str | os.PathLike[str]) -> ParsedConfig:
     path = Path(path)
     text = _read(path, None)
-    return parse_text(text, str(path), base_dir=path.resolve().parent)
+    # The unresolved folder keeps included files named as the user would write them.
+    return parse_text(text, str(path), base_dir=path.parent)
 
 
 def _read(path: Path, included_from: Directive | None) -> str:
