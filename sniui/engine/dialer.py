@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -44,6 +45,16 @@ class Dialed:
     address: str                  # "ip:port" actually connected
     pool: UpstreamPool | None
     server: ServerState | None
+
+
+def is_ip_literal(host: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -110,7 +121,10 @@ class Upstreams:
         last_reason = CloseReason.CONNECT_FAILED
         for server in servers:
             try:
-                addresses = await self.resolver.resolve(server.host, server.port)
+                if is_ip_literal(server.host):   # skip the resolver's slower literal check
+                    addresses = [(server.host, server.port)]
+                else:
+                    addresses = await self.resolver.resolve(server.host, server.port)
             except ResolveError as exc:
                 resolve_failures += 1
                 failures.append(str(exc))

@@ -93,3 +93,22 @@ async def test_source_hash_is_sticky_per_client(tls_upstream, client_context):
             assert len(picks) == 1, f"{ip} moved between servers: {picks}"
             chosen[ip] = picks.pop()
         assert len(set(chosen.values())) > 1, "eight clients all hashed to one server"
+
+
+async def test_health_survives_reload_for_unchanged_servers(tls_upstream, client_context):
+    live = await tls_upstream("live")
+    dead = dead_address()
+    from .conftest import config_from
+
+    async with running(group_config([dead, live.address], "round_robin")) as engine:
+        port = port_of(engine)
+        await who(port, client_context)
+        await who(port, client_context)
+        assert not next(s for s in engine.snapshot().servers if s.address == dead).up
+        # Same servers, another balance method and an extra route: the dead server stays down.
+        await engine.apply(config_from(group_config([dead, live.address], "least_conn")
+                                       + '  - sni: other.test\n    upstream: web\n'))
+        server = next(s for s in engine.snapshot().servers if s.address == dead)
+        assert not server.up and server.fails == 1
+        assert await who(port, client_context) == "live"
+        assert engine.snapshot().per_upstream[dead].errors == {CloseReason.CONNECT_FAILED.value: 1}

@@ -1,0 +1,100 @@
+"""Relay behaviour: backpressure bounds what a slow side makes us hold; hello size limit."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from sniui.engine.model import CloseReason
+from sniui.engine.relay import HIGH_WATER
+
+from .conftest import DEADLINE, make_client_hello, port_of, read_until_closed, running, wait_until
+
+TOTAL = 32 * 1024 * 1024
+READ_CHUNK = 256 * 1024   # asyncio's largest single read
+
+
+async def test_slow_client_pauses_the_upstream_instead_of_buffering():
+    sent = 0
+
+    async def flood(reader, writer):
+        nonlocal sent
+        block = b"x" * 65536
+        try:
+            while sent < TOTAL:
+                writer.write(block)
+                sent += len(block)
+                await writer.drain()
+            writer.write_eof()
+            await reader.read()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    upstream_port = server.sockets[0].getsockname()[1]
+    text = f"""
+listen:
+  - address: "127.0.0.1:0"
+routes:
+  - sni: slow.example.com
+    upstream: "127.0.0.1:{upstream_port}"
+"""
+    try:
+        async with running(text) as engine:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port_of(engine)))
+            reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+            writer.write(make_client_hello("slow.example.com"))
+            # Without reading, wait until the flow stops: the router must have paused the upstream.
+            await wait_until(lambda: engine.registry.live and next(iter(engine.registry.live.values())).bytes_down > 0,
+                             what="bytes flowing")
+            conn = next(iter(engine.registry.live.values()))
+            reader._transport.pause_reading()   # the client stops reading entirely
+            previous, stable_rounds = -1, 0
+            for _ in range(200):          # bounded: at most ~10 s
+                await asyncio.sleep(0.05)
+                stable_rounds = stable_rounds + 1 if conn.bytes_down == previous else 0
+                previous = conn.bytes_down
+                if stable_rounds >= 6:
+                    break
+            assert stable_rounds >= 6, "the relay never stopped moving bytes towards a client that does not read"
+            assert sent < TOTAL
+            assert conn.transport.get_write_buffer_size() <= HIGH_WATER + READ_CHUNK
+            reader._transport.resume_reading()
+            total = 0
+            async with asyncio.timeout(DEADLINE * 3):
+                while chunk := await reader.read(1 << 20):
+                    total += len(chunk)
+            assert total == TOTAL
+            writer.close()
+    finally:
+        server.close()
+
+
+async def test_oversized_hello_is_refused(tls_upstream):
+    up = await tls_upstream("up")
+    text = f"""
+listen:
+  - address: "127.0.0.1:0"
+limits:
+  max_client_hello: 1KiB
+routes:
+  - sni: big.example.com
+    upstream: "{up.address}"
+"""
+    async with running(text) as engine:
+        hello = make_client_hello("big.example.com", alpn=[f"protocol-{i:03d}-{'p' * 40}" for i in range(40)])
+        assert len(hello) > 1024
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(engine))
+        writer.write(hello)
+        answer = await read_until_closed(reader)
+        assert answer[:1] == b"\x15"   # a fatal alert record
+        writer.close()
+        await wait_until(lambda: engine.snapshot().recent, what="closed")
+        info = engine.snapshot().recent[0]
+        assert info.close_reason is CloseReason.BAD_HELLO and "limit" in info.close_detail
+        assert up.seen_sni == []
