@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 RECENT_SIZE = 1000
 RATE_SECONDS = 300
+MAX_UPSTREAM_SCOPES = 4096
 
 
 class Stats:
@@ -93,8 +94,17 @@ class Registry:
     def upstream_stats(self, address: str) -> Stats:
         stats = self.per_upstream.get(address)
         if stats is None:
+            if len(self.per_upstream) >= MAX_UPSTREAM_SCOPES:
+                self._forget_idle_upstreams()
             stats = self.per_upstream[address] = Stats()
         return stats
+
+    def _forget_idle_upstreams(self) -> None:
+        # Regex routes render upstream addresses from client-chosen names, so
+        # this map must not grow without bound: drop the oldest idle half.
+        idle = [key for key, stats in self.per_upstream.items() if stats.active == 0]
+        for key in idle[: max(1, len(idle) // 2)]:
+            del self.per_upstream[key]
 
     def listener_stats(self, address: str) -> Stats:
         stats = self.per_listener.get(address)

@@ -190,3 +190,26 @@ async def test_two_thousand_half_open_sockets_do_not_stop_a_real_client(tls_upst
         closed_mid_hello = [i for i in engine.registry.recent if i.close_reason is CloseReason.CLIENT_CLOSED
                             and "before its ClientHello" in (i.close_detail or "")]
         assert len(closed_mid_hello) >= 900   # the ring keeps the newest 1000 closes
+
+
+async def test_random_first_bytes_never_hurt_the_router(tls_upstream, client_context):
+    import random
+
+    shop = await tls_upstream("shop")
+    rng = random.Random(1234)
+    hello = make_client_hello("shop.example.com")
+    samples = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 600))) for _ in range(60)]
+    # Truncated and corrupted real hellos too: the reader must answer each with a close, never a crash.
+    samples += [hello[:n] for n in range(1, len(hello), 37)]
+    samples += [hello[:n] + bytes([hello[n] ^ 0xFF]) + hello[n + 1:] for n in range(0, len(hello), 41)]
+    async with running(config(shop.address, extra="timeouts:\n  client_hello: 500ms")) as engine:
+        port = port_of(engine)
+        for sample in samples:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(sample)
+            writer.write_eof()
+            await read_until_closed(reader)
+            writer.close()
+        await wait_until(lambda: not engine.registry.live, what="every sample closed")
+        assert engine.snapshot().totals.closed == len(samples)
+        assert await tls_exchange(port, "shop.example.com", client_context) == "upstream=shop sni=shop.example.com"
