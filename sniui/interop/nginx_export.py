@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sniui.config.addresses import is_ip_literal, parse_host_port
 from sniui.config.models import Config, Fallback, Route, classify_upstream
 from sniui.config.patterns import PatternKind, parse_pattern
 from sniui.config.units import format_duration
@@ -129,6 +130,7 @@ class _NginxExporter:
                 self.emit(2, f"{nginx_key(pattern)} {quote(value)};{comment}")
         self.emit(1, "}")
 
+        self._check_groups()
         for name, group in config.upstreams.items():
             self.emit(1, f"upstream {quote(name)} {{")
             for server in group.servers:
@@ -147,6 +149,10 @@ class _NginxExporter:
         self.emit(1, "server {")
         for listener in config.listen:
             self.emit(2, f"listen {listener.address}{' proxy_protocol' if listener.accept_proxy_protocol else ''};")
+        if any(listener.accept_proxy_protocol for listener in config.listen):
+            # sniui takes the client address from the PROXY header; nginx does so only with realip.
+            self.emit(2, "set_real_ip_from 0.0.0.0/0;")
+            self.emit(2, "set_real_ip_from ::/0;")
         self.emit(2, "ssl_preread on;")
         self._timeouts(2)
         self._resolver(2)
@@ -209,16 +215,33 @@ class _NginxExporter:
                       "wherever the captures say")
         if route.allow_clients:
             self.warn(f"route {label!r}: allow_clients not exported: nginx's allow/deny apply to a whole server, not one name")
-        if route.mode == "passthrough" and route.template.references and classify_upstream(route.upstream) == "template" \
-                and not self.config.resolver.nameservers:
-            self.warn(f"route {label!r}: nginx resolves templated upstreams at run time and needs a `resolver`; "
-                      "set resolver.nameservers")
+        if route.mode == "passthrough" and self._resolved_at_run_time(route.upstream) and not self.config.resolver.nameservers:
+            self.warn(f"route {label!r}: nginx resolves {route.upstream} at run time (proxy_pass takes a variable) and "
+                      "needs a `resolver`; set resolver.nameservers")
         for text in route.sni:
             pattern = parse_pattern(text)
             if pattern.kind is PatternKind.REGEX and text.startswith("~") and not text.startswith("~*") \
                     and any(c.isupper() for c in pattern.key.replace("\\", "")):
                 self.warn(f"route {label!r}: regex {text!r} has upper-case letters, which sniui (lowercased names) never "
                           "matches but nginx's ~* does")
+
+    def _resolved_at_run_time(self, upstream: str) -> bool:
+        kind = classify_upstream(upstream)
+        if kind == "template":
+            host, colon, _ = upstream.rpartition(":")
+            # A template naming a group is looked up, not resolved; so is a literal IP.
+            return bool(colon) and ("$" in host or not is_ip_literal(host.strip("[]")))
+        if kind == "address":
+            host = parse_host_port(upstream).host
+            return not is_ip_literal(host)
+        return False
+
+    def _check_groups(self) -> None:
+        for name, group in self.config.upstreams.items():
+            names = [s for s in group.servers if not is_ip_literal(parse_host_port(s).host)]
+            if names:
+                self.warn(f"upstream {name}: nginx resolves {', '.join(names)} once, at start-up (sniui re-resolves "
+                          "every resolver.cache_ttl)")
 
     def _timeouts(self, depth: int) -> None:
         timeouts = self.config.timeouts

@@ -259,6 +259,9 @@ class _Importer:
         proxy_pass = None
         ssl_preread = False
         access_rules: list[Directive] = []
+        # With `listen … proxy_protocol`, sniui always takes the client from the PROXY header,
+        # which is what set_real_ip_from asks nginx to do.
+        realip: list[Directive] = []
         for item in directive.block or []:
             if item.name == "listen" and item.args:
                 listen = self._read_listen(item)
@@ -270,12 +273,17 @@ class _Importer:
                 proxy_pass = item
             elif item.name in ("allow", "deny") and len(item.args) == 1:
                 access_rules.append(item)
+            elif item.name == "set_real_ip_from":
+                realip.append(item)
             elif item.name in _INHERITED and item.block is None:
                 own[item.name] = item
             else:
                 self.warn(f"{item.name}: not translated", item)
         if access_rules:
             allow = self._read_access(access_rules)
+        if realip and not any(listen.proxy_protocol for listen in listens):
+            for item in realip:
+                self.warn("set_real_ip_from without a `listen … proxy_protocol`: not translated", item)
         settings = {**stream_settings, **own}
         return _Server(directive, listens, settings, proxy_pass, ssl_preread, allow)
 
@@ -671,6 +679,7 @@ class _Importer:
         cert = server.settings.get("ssl_certificate")
         if cert is not None and cert.args and cert.args[0].startswith("$") and cert.args[0] in self.maps:
             map_ = self.maps[cert.args[0]]
+            map_.used = True
             fake = _Map(map_.source, map_.target, map_.hostnames, map_.entries, None, None, map_.directive)
             return self._routes_from_map(fake, server, True), {"action": "reject"}, None
         self.warn("this server terminates TLS for every name on its port; sniui terminates per name, so add a route "

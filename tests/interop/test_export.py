@@ -81,11 +81,13 @@ def test_nginx_findings_for_what_nginx_sets_per_server(config):
     routes = config.routes
     routes[1] = changed(routes[1], {"proxy_protocol": "v2", "allow_clients": ["10.0.0.0/8"]})
     routes[7] = changed(routes[7], {"allow": ["127.0.0.1:9000-9999"]})
+    routes[6] = changed(routes[6], {"upstream": "regex.internal:443"})
     findings = [f.message for f in export_nginx(config).findings]
     assert any("'shop': proxy_protocol v2 not exported" in m for m in findings)
     assert any("'shop': allow_clients not exported" in m for m in findings)
     assert any("'tmpl': allow (the bound" in m for m in findings)
-    assert any("'tmpl': nginx resolves templated upstreams at run time" in m for m in findings)
+    assert any("'regex': nginx resolves regex.internal:443 at run time" in m for m in findings)
+    assert not any("'tmpl': nginx resolves" in m for m in findings)   # 127.0.0.1:$port needs no DNS
 
 
 def test_nginx_proxy_protocol_when_every_route_agrees(config):
@@ -235,11 +237,12 @@ def test_haproxy_rule_order_follows_sniui_precedence(config):
 @pytest.mark.parametrize("kind, marker", [("nginx", "stream {"), ("haproxy", "frontend sniui")])
 def test_run_export_writes_config_to_stdout_and_findings_to_stderr(tmp_path: Path, capsys, kind, marker):
     path = tmp_path / "sniui.yaml"
-    path.write_text(every_kind_config(ADDRESSES, listen="0.0.0.0:8443", tmpl_port=9100, certificate="secure.pem"))
+    text = every_kind_config(ADDRESSES, listen="0.0.0.0:8443", tmpl_port=9100, certificate="secure.pem")
+    path.write_text(text.replace("reject_with: close", "reject_with: alert"))   # neither peer can send the alert
     assert run_export(kind, path, None) == 0
     out, err = capsys.readouterr()
     assert marker in out and "warning:" not in out
-    assert f"{path}: warning:" in err
+    assert f"{path}: warning: no_sni: reject_with alert" in err
     assert str(tmp_path / "secure.pem") in out    # relative paths are written absolute
 
 
