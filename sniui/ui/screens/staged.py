@@ -10,12 +10,17 @@ engine's promise; the UI only waits for the answer).
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from textual import work
 from textual.app import App
 from textual.screen import Screen
 from textual.widgets import Static
 
 from sniui.config.loader import ConfigError
+from sniui.config.models import Config
+from sniui.tls.certificates import validate_certificates
+from sniui.tls.findings import CertFinding
 from sniui.engine.model import EngineSnapshot
 from sniui.ui.staging import StagedSession
 from sniui.ui.view import EngineView
@@ -111,7 +116,6 @@ class StagedScreen(Screen):
         status.update("  ·  ".join(parts))
         status.set_class(session.unapplied, "-unapplied")
         status.set_class(not validation.ok, "-error")
-        self.set_class(session.unapplied, "-unapplied")
 
     # -- read-only -------------------------------------------------------------
 
@@ -133,6 +137,10 @@ class StagedScreen(Screen):
         diff = self.session.diff()
         if diff.empty:
             self.notify("Nothing to apply: the staged config is the running one.")
+            return
+        blocking = self.new_certificate_errors(validation.config)
+        if blocking:
+            self._report_errors("Cannot apply: certificate errors (see the Certificates screen)", blocking)
             return
 
         def answered(confirmed: bool | None) -> None:
@@ -195,6 +203,21 @@ class StagedScreen(Screen):
         self.app.push_screen(ConfirmDialog("Revert staged changes?",
                                            f"Drop every staged edit ({count} route change(s)) and return to the running config.",
                                            confirm_label="Revert"), answered)
+
+    def new_certificate_errors(self, config: Config | None) -> list[CertFinding]:
+        """Certificate errors the staged config has and the running one does not.
+
+        Certificate errors block an apply, but one the engine already runs with
+        (a certificate that expired since) must not stop every other change.
+        """
+        if config is None or not config.certificates:
+            return []
+        now = datetime.fromtimestamp(self.view.now(), timezone.utc)
+        staged = [f for f in validate_certificates(config, now) if f.severity == "error"]
+        if not staged:
+            return []
+        running = {(f.loc, f.message) for f in validate_certificates(self.view.running_config, now) if f.severity == "error"}
+        return [f for f in staged if (f.loc, f.message) not in running]
 
     def _report_errors(self, title: str, errors: list) -> None:
         shown = "\n".join(str(e) for e in errors[:6])
