@@ -172,3 +172,23 @@ def test_headless_modules_do_not_import_textual():
     code = ("import sys, sniui.headless.daemon, sniui.engine.engine, sniui.cli; "
             "assert 'textual' not in sys.modules, 'textual imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_second_stop_signal_ends_the_drain_at_once(tmp_path, tls_upstream, client_context):
+    one = await tls_upstream("one")
+    config = tmp_path / "sniui.yaml"
+    write_config(config, one.address)
+    async with daemon("-c", str(config), "--drain", "60s") as d:
+        port = await d.port()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context,
+                                                       server_hostname="shop.example.com")
+        writer.write(b"x\n")
+        await reader.readline()
+        d.process.send_signal(signal.SIGTERM)
+        await d.wait_for_stderr(r"stopping")
+        d.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(DEADLINE):
+            assert await d.process.wait() == 0
+        record = await d.access_line()
+        assert record["close_reason"] == "shutdown"
+        writer.close()

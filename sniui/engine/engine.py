@@ -99,10 +99,23 @@ class Engine:
                 self._notify("config_refused", "error", f"config refused: {exc}")
                 raise EngineError(f"config refused: {exc}") from exc
             keep = {listener.address for listener in config.listen} & set(self.listeners)
+            fresh = [entry for entry in config.listen if entry.address not in keep]
+            # A listener moving to another address on the same port (127.0.0.1:8443 →
+            # 0.0.0.0:8443) cannot bind while the old one holds the port: release it
+            # first, and take it back if the new config is refused.
+            fresh_ports = {entry.host_port.port for entry in fresh} - {0}
+            yielding = [listener for address, listener in self.listeners.items()
+                        if address not in keep and listener.port in fresh_ports and listener.server is not None]
+            for listener in yielding:
+                listener.close()
             try:
-                fresh = [entry for entry in config.listen if entry.address not in keep]
                 opened = await self._open_listeners(fresh) if not self.draining else []
             except EngineError as exc:
+                for listener in yielding:
+                    try:
+                        await listener.open(self._protocol_factory(listener))
+                    except EngineError as again:
+                        self._notify("listener_error", "error", f"{again} (while restoring the running config)")
                 self._notify("config_refused", "error", str(exc))
                 raise
             # The swap: nothing below can fail.
@@ -134,6 +147,12 @@ class Engine:
             return False
         connection.finish(CloseReason.KILLED, "closed by admin", abort=True)
         return True
+
+    def close_all(self, detail: str = "closed by admin") -> int:
+        """Close every live connection now (reason: shutdown); returns how many."""
+        count = len(self.registry.live)
+        self._close_all(CloseReason.SHUTDOWN, detail)
+        return count
 
     async def drain(self, timeout: float) -> None:
         """Stop accepting, let live connections finish for up to `timeout` seconds, close the rest."""
@@ -240,7 +259,7 @@ class Engine:
             for entry in entries:
                 listener = Listener(entry.address, entry.accept_proxy_protocol,
                                     self.registry.listener_stats(entry.address))
-                await listener.open(lambda listener=listener: Connection(self, listener))
+                await listener.open(self._protocol_factory(listener))
                 opened.append(listener)
         except BaseException as exc:
             for listener in opened:
@@ -249,6 +268,9 @@ class Engine:
                 self._notify("listener_error", "error", str(exc))
             raise
         return opened
+
+    def _protocol_factory(self, listener: Listener) -> Callable[[], Connection]:
+        return lambda: Connection(self, listener)
 
     def _close_all(self, reason: CloseReason, detail: str) -> None:
         for connection in list(self.registry.live.values()):

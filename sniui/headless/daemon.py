@@ -5,7 +5,8 @@ stdout carries the access log (one JSON line per closed connection) unless
 listening, reloads, refusals, upstream trouble. SIGHUP reloads the config
 file (a refused config is logged and the running one kept) and reopens the
 log file; SIGTERM or SIGINT stop accepting, let established connections
-finish for the drain time, close the rest, and exit 0.
+finish for the drain time, close the rest, and exit 0; a second SIGTERM or
+SIGINT during the drain closes the remaining connections at once.
 """
 
 from __future__ import annotations
@@ -145,9 +146,18 @@ class Daemon:
 
     def _install_signals(self, access_log: AccessLog) -> None:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
-        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGTERM, self._on_stop_signal)
+        loop.add_signal_handler(signal.SIGINT, self._on_stop_signal)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._on_hup(access_log))
+
+    def _on_stop_signal(self) -> None:
+        if not self.stopping.is_set():
+            self.stopping.set()
+            return
+        # A second SIGTERM/SIGINT: the operator does not want to wait for the drain.
+        assert self.engine is not None
+        count = self.engine.close_all("second stop signal during the drain")
+        say(f"second stop signal: closed {count} connection(s) without waiting")
 
     def _on_hup(self, access_log: AccessLog) -> None:
         try:

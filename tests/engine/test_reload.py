@@ -156,3 +156,27 @@ async def test_start_names_the_address_in_use():
         await engine.stop()
     finally:
         blocker.close()
+
+
+async def test_listener_can_move_to_another_address_on_the_same_port():
+    one = await EchoUpstream("one").start()
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    async with running(two_route_config([f"127.0.0.1:{port}"], one.port)) as engine:
+        await engine.apply(two_route_config([f"0.0.0.0:{port}"], one.port))
+        assert engine.bound_addresses == [("0.0.0.0", port)]
+        assert await which(port) == "one"
+        # A refused move gives the port back to the running listener.
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.2", 0))
+        blocker.listen(1)
+        try:
+            taken = blocker.getsockname()[1]
+            with pytest.raises(EngineError):
+                await engine.apply(two_route_config([f"127.0.0.1:{port}", f"127.0.0.2:{taken}"], one.port))
+        finally:
+            blocker.close()
+        assert await which(port) == "one"
+    one.server.close()
