@@ -19,7 +19,7 @@ from sniui.config.models import Listener as ListenerConfig
 from sniui.engine.connection import Connection
 from sniui.engine.dialer import Upstreams
 from sniui.engine.events import EventBus, Subscription
-from sniui.engine.limits import Admission
+from sniui.engine.limits import Admission, ensure_fd_budget
 from sniui.engine.listener import EngineError, Listener
 from sniui.engine.model import (
     CloseReason, ConnectionInfo, ConnState, Counters, EngineSnapshot, Event, ListenerInfo,
@@ -66,6 +66,7 @@ class Engine:
         self._ticker: asyncio.Task[None] | None = None
         self._next_sample = math.floor(time.time()) + 1.0
         self._idle: asyncio.Event | None = None
+        self.fd_warning: str | None = None   # set by start/apply when the fd limit is below max_connections
 
     # -- commands -----------------------------------------------------------------------
 
@@ -77,6 +78,9 @@ class Engine:
             self.listeners = {listener.address: listener for listener in opened}
             self.generation = 1
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self.fd_warning = ensure_fd_budget(self.config.limits.max_connections)
+        if self.fd_warning:
+            self._notify("listener_error", "warning", self.fd_warning)
         for listener in opened:
             self._notify("listener_started", "info", f"listening on {', '.join(listener.bound_text)}"
                          + (" (PROXY protocol expected)" if listener.accept_proxy_protocol else ""))
@@ -136,6 +140,7 @@ class Engine:
                     self._notify("listener_stopped", "info", f"stopped listening on {address}")
             self.listeners = listeners
             self.generation += 1
+            self.fd_warning = ensure_fd_budget(config.limits.max_connections)
         for listener in opened:
             self._notify("listener_started", "info", f"listening on {', '.join(listener.bound_text)}")
         self._notify("config_applied", "info", f"config applied (generation {self.generation}, {len(table)} routes)")

@@ -59,3 +59,37 @@ class Admission:
 
     def clients(self) -> int:
         return len(self._per_client)
+
+
+# Descriptors per relayed connection (client + upstream socket), plus room for
+# listeners, the resolver, log files and the UI.
+FDS_PER_CONNECTION = 2
+FD_RESERVE = 64
+
+
+def ensure_fd_budget(max_connections: int) -> str | None:
+    """Raise the soft RLIMIT_NOFILE towards what `max_connections` needs.
+
+    Returns a warning when even the hard limit is too low, so the operator
+    learns it at startup instead of from failed accepts under load.
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    wanted = max_connections * FDS_PER_CONNECTION + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return None
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft >= wanted:
+        return None
+    supported = max(0, (soft - FD_RESERVE) // FDS_PER_CONNECTION)
+    return (f"the open-file limit is {soft}: enough for about {supported} connections, not "
+            f"limits.max_connections={max_connections}; raise it (ulimit -n {wanted}) or lower max_connections")

@@ -112,6 +112,25 @@ class Daemon:
         self._announce()
         return EXIT_OK
 
+    def _install_exception_handler(self) -> None:
+        """asyncio reports failed accepts (EMFILE under a flood) with a traceback each;
+        turn them into one human line per second."""
+        loop = asyncio.get_running_loop()
+        state = {"last": 0.0, "suppressed": 0}
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+            now = loop.time()
+            if now - state["last"] < 1.0:
+                state["suppressed"] += 1
+                return
+            exc = context.get("exception")
+            detail = f": {exc}" if exc else ""
+            more = f" ({state['suppressed']} similar message(s) suppressed)" if state["suppressed"] else ""
+            say(f"{context.get('message', 'error in the event loop')}{detail}{more}")
+            state["last"], state["suppressed"] = now, 0
+
+        loop.set_exception_handler(handler)
+
     async def _start_demo(self) -> int:
         from sniui.demo import build_demo
         from sniui.demo.scenario import DEFAULT_PORT
@@ -137,6 +156,9 @@ class Daemon:
 
     def _announce(self) -> None:
         assert self.engine is not None
+        self._install_exception_handler()
+        if self.engine.fd_warning:
+            say(f"warning: {self.engine.fd_warning}")
         for listener in self.engine.listeners.values():
             extra = " (expects a PROXY protocol header)" if listener.accept_proxy_protocol else ""
             say(f"listening on {', '.join(listener.bound_text)}{extra}")
@@ -187,6 +209,8 @@ class Daemon:
         for warning in loaded.warnings:
             print(str(warning), file=sys.stderr)
         say(f"reloaded {self.config_path} (generation {self.engine.generation})")
+        if self.engine.fd_warning:
+            say(f"warning: {self.engine.fd_warning}")
         for listener in self.engine.listeners.values():
             say(f"listening on {', '.join(listener.bound_text)}")
         return True
