@@ -19,17 +19,20 @@ The shape written (documented in the README's "Coming from nginx"):
 
 HAProxy compares `req.ssl_sni` lowercased and without a trailing dot (kept in
 `txn.sni`), like sniui. It cannot
-render regex captures into an address: such routes are sent to sniui_reject,
-with a finding, so their names are not taken by a later rule instead.
+resolve a host name rendered from captures: such routes are sent to
+sniui_reject, with a finding, so their names are not taken by a later rule
+instead. Templates naming a group, or a literal IP with a captured port, are
+rendered (see `template_rules`).
 """
 
 from __future__ import annotations
 
 import re
 
-from sniui.config.addresses import parse_host_port
+from sniui.config.addresses import is_ip_literal, parse_host_port
 from sniui.config.models import Config, Fallback, Route, classify_upstream
 from sniui.config.patterns import Pattern, PatternKind, parse_pattern
+from sniui.config.templates import parse_template
 from sniui.config.units import format_duration
 from sniui.interop import ExportResult, Finding
 
@@ -37,6 +40,8 @@ REJECT_BACKEND = "sniui_reject"
 # The name as sniui compares it (lowercased, one trailing dot dropped), set once the hello is in.
 SNI = "var(txn.sni)"
 SNI_EXPRESSION = r"req.ssl_sni,lower,regsub('\.$','')"
+# A decimal port in 1-65535, as sniui accepts in a rendered upstream.
+_PORT_RANGE = "'^0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$'"
 _BALANCE = {"round_robin": "roundrobin", "least_conn": "leastconn", "source_hash": "source"}
 
 
@@ -69,6 +74,7 @@ class _HaproxyExporter:
         self.terminators: list[list[str]] = []
         self.reject_used = False
         self.next_internal_port = internal_port_base
+        self.captures: list[str] = []                # set-var rules for templates, run before `accept`
 
     def warn(self, message: str) -> None:
         self.findings.append(Finding(message, self.source))
@@ -101,10 +107,72 @@ class _HaproxyExporter:
         if route.mode == "terminate":
             return self.terminator(index, route)
         if classify_upstream(route.upstream) == "template":
-            self.warn(f"route {label!r}: HAProxy cannot render regex captures into an upstream ({route.upstream}); "
-                      f"its names go to {REJECT_BACKEND} instead")
-            return self.reject()
+            return ""   # decided per pattern by template_rules()
         return self.backend_for(route.upstream, route.proxy_protocol)
+
+    # -- templates ----------------------------------------------------------------------
+
+    def template_rules(self, index: int, position: int, pattern: Pattern, route: Route, acl: str) -> list[str]:
+        """Rules rendering a template as sniui does, for the two shapes HAProxy can follow.
+
+        - a group name (`$1`): the capture is copied into a variable and picks the
+          backend by name (`use_backend be_%[var(...)]`);
+        - a literal IP and a captured port (`127.0.0.1:$port`): a backend rewrites
+          the destination port (`set-dst-port`) and connects to `0.0.0.0:0`, which
+          HAProxy reads as "the rewritten destination".
+
+        A rendered value sniui would refuse (an unknown group, a port outside
+        1-65535) is rejected by a final rule, so the name never reaches a later one.
+        Anything else (a captured host name needs DNS at run time) is rejected, with a finding.
+        """
+        label = self.labels[index]
+        template = route.template
+        host_text, colon, port_text = route.upstream.rpartition(":")
+        variable = f"txn.route{index}_{position}"
+        pp = {"v1": "_pp1", "v2": "_pp2"}.get(route.proxy_protocol or "", "")
+        reject = f"use_backend {self.reject()} if {acl}  # {label}: a rendered upstream sniui would refuse"
+        if any(c in pattern.key for c in "'\"") or any(isinstance(r, int) and r > 9 for r in template.references):
+            return self._template_unsupported(label, route, acl, "the regex holds a quote or a group beyond $9")
+        if not colon:
+            if any(_backend_name(group, None) != "be_" + group for group in self.config.upstreams):
+                return self._template_unsupported(label, route, acl, "a group name needs characters HAProxy backend names lack")
+            for group in self.config.upstreams:
+                self.backend_for(group, route.proxy_protocol)
+            self.captures.append(self._capture(variable, pattern, route.upstream))
+            groups = " ".join(self.config.upstreams) or "sniui-no-groups"
+            return [f"use_backend be_%[var({variable})]{pp} if {acl} {{ var({variable}) -m str {groups} }}  # {label}", reject]
+        if "$" in host_text or not is_ip_literal(host_text.strip("[]")):
+            return self._template_unsupported(label, route, acl, "HAProxy cannot resolve a rendered host name per connection")
+        self.captures.append(self._capture(variable, pattern, port_text))
+        backend = f"sniui_route_{index}_{position}"
+        host = host_text.strip("[]")
+        address = f"ipv6({host})" if ":" in host else f"ipv4({host})"
+        send = {"v1": " send-proxy", "v2": " send-proxy-v2"}.get(route.proxy_protocol or "", "")
+        self.backends[backend] = [
+            f"tcp-request content set-dst {address}",
+            f"tcp-request content set-dst-port var({variable})",
+            f"server rendered 0.0.0.0:0{send}",
+        ]
+        return [f"use_backend {backend} if {acl} {{ var({variable}) -m reg {_PORT_RANGE} }}  # {label}", reject]
+
+    def _capture(self, variable: str, pattern: Pattern, template_text: str) -> str:
+        """A rule copying the rendered template into `variable` once the hello is in."""
+        subst = []
+        for segment in parse_template(template_text).segments:
+            if isinstance(segment, int):
+                subst.append(f"\\{segment}")
+            elif segment.startswith("$"):
+                subst.append(f"\\{pattern.regex.groupindex[segment[1:]]}")  # type: ignore[union-attr]
+            else:
+                subst.append(segment)
+        flags = ",i" if pattern.text.startswith("~*") else ""
+        # The regex must consume the whole name so that only the substitution remains.
+        expression = f'var(txn.sni),regsub("^.*?(?:{pattern.key}).*$","{"".join(subst)}"{flags})'
+        return f"tcp-request content set-var({variable}) '{expression}' if {{ req.ssl_hello_type 1 }}"
+
+    def _template_unsupported(self, label: str, route: Route, acl: str, why: str) -> list[str]:
+        self.warn(f"route {label!r}: HAProxy cannot render {route.upstream} ({why}); its names go to {REJECT_BACKEND} instead")
+        return [f"use_backend {self.reject()} if {acl}  # {label}"]
 
     def terminator(self, index: int, route: Route) -> str:
         label = self.labels[index]
@@ -200,6 +268,9 @@ class _HaproxyExporter:
                 if route.allow_clients:
                     sources = " ".join(route.allow_clients)
                     rules.append(f"use_backend {self.reject()} if {acl} !{{ src {sources} }}")
+                if route.mode == "passthrough" and classify_upstream(route.upstream) == "template":
+                    rules += self.template_rules(index, route.sni.index(pattern.text), pattern, route, acl)
+                    continue
                 rules.append(f"use_backend {backends[index]} if {acl}  # {self.labels[index]}")
         for index, route in enumerate(config.routes):
             if route.allow:
@@ -246,6 +317,7 @@ class _HaproxyExporter:
             f"    maxconn {config.limits.max_connections}",
             f"    tcp-request inspect-delay {format_duration(timeouts.client_hello)}",
             f"    tcp-request content set-var(txn.sni) {SNI_EXPRESSION} if {{ req.ssl_hello_type 1 }}",
+            *["    " + capture for capture in self.captures],
             "    tcp-request content accept if { req.ssl_hello_type 1 }",
             "    # not a ClientHello within the delay: refused, as sniui does",
             "    tcp-request content reject",

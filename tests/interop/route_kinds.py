@@ -26,6 +26,8 @@ PROBES: list[tuple[str | None, str, str]] = [
     ("www.trail.co.uk", "trail", "trailing wildcard, two labels"),
     ("re-abc.test", "regex", "regex"),
     ("pool.grp.test", "pool", "regex $1 → group name"),
+    ("nosuch.grp.test", "reject", "regex $1 → no such group → reject"),
+    ("port-99999.tmpl.test", "reject", "regex template → port out of range → reject"),
     ("secure.test", "terminated", "terminating route"),
     ("unknown.example", "fallback", "default"),
     (None, "reject", "no SNI → reject"),

@@ -166,10 +166,22 @@ def test_haproxy_text_has_every_part(config):
         assert line in text, line
 
 
-def test_haproxy_findings_for_templates_and_trailing_wildcards(config):
-    findings = [f.message for f in export_haproxy(config).findings]
-    assert any("'tmpl': HAProxy cannot render regex captures" in m for m in findings)
-    assert any("'grp': HAProxy cannot render regex captures" in m for m in findings)
+def test_haproxy_renders_group_and_port_templates(config):
+    text = export_haproxy(config).text
+    capture = ("tcp-request content set-var(txn.route7_0) "
+               "'var(txn.sni),regsub(\"^.*?(?:^port-(?<port>\\d+)\\.tmpl\\.test$).*$\",\"\\1\")' if { req.ssl_hello_type 1 }")
+    assert capture in text
+    assert text.index(capture) < text.index("tcp-request content accept")   # `accept` ends the content rules
+    assert "use_backend be_%[var(txn.route8_0)] if { var(txn.sni) -m reg '^(\\w+)\\.grp\\.test$' } { var(txn.route8_0) -m str pool }" in text
+    assert "backend sniui_route_7_0\n    tcp-request content set-dst ipv4(127.0.0.1)\n    tcp-request content set-dst-port var(txn.route7_0)\n    server rendered 0.0.0.0:0\n" in text
+
+
+def test_haproxy_findings_for_host_templates_and_trailing_wildcards(config):
+    config.routes[7] = changed(config.routes[7], {"upstream": "$port.tmpl.internal:443"})
+    result = export_haproxy(config)
+    findings = [f.message for f in result.findings]
+    assert any("'tmpl': HAProxy cannot render $port.tmpl.internal:443 (HAProxy cannot resolve" in m for m in findings)
+    assert "use_backend sniui_reject if { var(txn.sni) -m reg '^port-(?<port>\\d+)\\.tmpl\\.test$' }  # tmpl" in result.text
     assert any("'trail': HAProxy has no trailing-wildcard match" in m for m in findings)
 
 
@@ -189,30 +201,44 @@ def test_haproxy_allow_clients_rejects_other_sources_first(config):
 
 
 def _haproxy_decide(text: str, name: str | None) -> str:
-    """Walk the frontend's use_backend rules as HAProxy would (only the matchers the export writes)."""
+    """Walk the frontend's rules as HAProxy would (only the matchers and converters the export writes)."""
     frontend = text.split("frontend sniui\n", 1)[1].split("\n\n", 1)[0]
+    variables = {"txn.sni": name.lower().removesuffix(".")} if name is not None else {}
     for line in frontend.splitlines():
         line = line.split("  #", 1)[0].strip()
+        capture = re.match(r"""tcp-request content set-var\((txn\.route\w+)\) 'var\(txn\.sni\),regsub\("(.*)","(.*)"\)'""", line)
+        if capture and name is not None:
+            variable, regex, subst = capture.groups()
+            python_subst = re.sub(r"\\(\d)", r"\\g<\1>", subst)
+            variables[variable] = compile_regex(regex, ignore_case=False).sub(python_subst, variables["txn.sni"], count=1)
         if line.startswith("default_backend "):
             return line.split()[1]
         m = re.match(r"use_backend (\S+) if (!?)\{ (.*?) \}(.*)$", line)
         if not m:
             continue
         backend, negate, acl, rest = m.groups()
-        if rest.strip():
+        if rest.strip().startswith("!{ src"):
             continue   # a source check: the probes come from an allowed address
-        if "-m found" in acl:
-            hit = name is not None
-        elif name is None:
-            hit = False
-        else:
-            sni = name.lower().removesuffix(".")
-            matcher, value = re.match(r"var\(txn\.sni\) -m (\w+)(?: -i)? (.*)$", acl).groups()
-            value = compile_regex(value.strip("'"), ignore_case=False).pattern if matcher == "reg" else value
-            hit = {"str": sni == value, "end": sni.endswith(value), "reg": re.search(value, sni) is not None}[matcher]
-        if hit != bool(negate):
-            return backend
+        hit = _acl(acl, variables) != bool(negate)
+        if hit and rest.strip():
+            hit = _acl(rest.strip()[2:-2], variables)
+        if hit:
+            return re.sub(r"%\[var\(([\w.]+)\)\]", lambda v: variables[v.group(1)], backend)
     raise AssertionError("no default_backend")
+
+
+def _acl(acl: str, variables: dict[str, str]) -> bool:
+    variable, matcher, value = re.match(r"var\(([\w.]+)\) -m (\w+)(?: -i)? ?(.*)$", acl).groups()
+    if matcher == "found":
+        return variable in variables
+    if variable not in variables:
+        return False
+    sample = variables[variable]
+    if matcher == "str":
+        return sample in value.split()
+    if matcher == "end":
+        return sample.endswith(value)
+    return compile_regex(value.strip("'"), ignore_case=False).search(sample) is not None
 
 
 def test_haproxy_rule_order_follows_sniui_precedence(config):
@@ -223,8 +249,8 @@ def test_haproxy_rule_order_follows_sniui_precedence(config):
         backend = _haproxy_decide(text, name)
         if decision.action == "reject":
             assert backend == "sniui_reject", name
-        elif decision.target is not None and decision.target.upstream_kind == "template":
-            assert backend == "sniui_reject", name   # reported: HAProxy cannot render captures
+        elif decision.target is not None and decision.target.upstream_kind == "template" and decision.upstream_group is None:
+            assert backend == f"sniui_route_{decision.route_index}_0", name   # the port is rendered by set-dst-port
         elif decision.mode == "terminate":
             assert backend.startswith("sniui_terminate_"), name
         else:
