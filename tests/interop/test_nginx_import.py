@@ -313,3 +313,37 @@ def test_run_import_reports_nginx_syntax_errors_with_their_line(tmp_path: Path, 
     bad.write_text("stream {\n  server {\n    listen 443\n  }\n}\n")
     assert run_import("nginx", bad, None) == 1
     assert f"{bad}:4:" in capsys.readouterr().err
+
+
+def test_imported_config_passes_sniui_check(tmp_path: Path, capsys):
+    import trustme
+
+    from sniui.commands.check import run_check
+
+    ca = trustme.CA()
+    (tmp_path / "certs").mkdir()
+    ca.issue_cert("api.example.com").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "certs" / "api.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "certs" / "clients-ca.pem"))
+    (tmp_path / "nginx.conf").write_text("""stream {
+      map $ssl_preread_server_name $backend {
+        hostnames;
+        default 10.0.0.9:443;
+        shop.example.com 10.0.0.1:443;
+        *.apps.example.com 10.0.0.2:443;
+        api.example.com 127.0.0.1:10443;
+      }
+      server { listen 443; ssl_preread on; proxy_pass $backend; }
+      server {
+        listen 127.0.0.1:10443 ssl;
+        ssl_certificate certs/api.pem;
+        ssl_certificate_key certs/api.pem;
+        ssl_client_certificate certs/clients-ca.pem;
+        ssl_verify_client on;
+        proxy_pass 127.0.0.1:8080;
+      }
+    }""")
+    target = tmp_path / "sniui.yaml"
+    assert run_import("nginx", tmp_path / "nginx.conf", str(target)) == 0
+    capsys.readouterr()
+    assert run_check(target, as_json=True) == 0, capsys.readouterr()
+    assert '"passed": true' in capsys.readouterr().out
