@@ -192,3 +192,31 @@ async def test_second_stop_signal_ends_the_drain_at_once(tmp_path, tls_upstream,
         record = await d.access_line()
         assert record["close_reason"] == "shutdown"
         writer.close()
+
+
+async def test_log_file_is_reopened_on_sighup(tmp_path, tls_upstream, client_context):
+    one = await tls_upstream("one")
+    config = tmp_path / "sniui.yaml"
+    write_config(config, one.address)
+    log = tmp_path / "access.log"
+    async with daemon("-c", str(config), "--log-file", str(log)) as d:
+        port = await d.port()
+        await tls_exchange(port, "shop.example.com", client_context)
+        await wait_for_file_lines(log, 1)
+        log.rename(tmp_path / "access.log.1")          # what logrotate does
+        d.process.send_signal(signal.SIGHUP)
+        await d.wait_for_stderr(r"reloaded")
+        await tls_exchange(port, "shop.example.com", client_context)
+        await wait_for_file_lines(log, 1)
+        assert json.loads(log.read_text())["sni"] == "shop.example.com"
+        assert len((tmp_path / "access.log.1").read_text().splitlines()) == 1
+        d.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(DEADLINE):
+            assert await d.process.wait() == 0
+        assert await d.process.stdout.read() == b""   # the access log went to the file only
+
+
+async def wait_for_file_lines(path: Path, count: int) -> None:
+    async with asyncio.timeout(DEADLINE):
+        while not (path.exists() and len(path.read_text().splitlines()) >= count):
+            await asyncio.sleep(0.02)

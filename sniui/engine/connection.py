@@ -300,7 +300,8 @@ class Connection(asyncio.Protocol):
     def relay_finished(self, side: str, exc: Exception | None) -> None:
         if self.state is ConnState.CLOSED:
             return
-        first = self.first_eof or side
+        # An error names the side it came from; a clean end is credited to whoever sent EOF first.
+        first = side if exc is not None else (self.first_eof or side)
         reason = CloseReason.CLIENT_CLOSED if first == CLIENT else CloseReason.UPSTREAM_CLOSED
         self.finish(reason, _describe(exc) if exc else None)
 

@@ -98,3 +98,35 @@ routes:
         info = engine.snapshot().recent[0]
         assert info.close_reason is CloseReason.BAD_HELLO and "limit" in info.close_detail
         assert up.seen_sni == []
+
+
+async def test_upstream_reset_is_passed_on_and_named():
+    import struct
+
+    async def reset_after_hello(reader, writer):
+        await reader.read(65536)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    server = await asyncio.start_server(reset_after_hello, "127.0.0.1", 0)
+    text = f"""
+listen:
+  - address: "127.0.0.1:0"
+routes:
+  - sni: reset.example.com
+    upstream: "127.0.0.1:{server.sockets[0].getsockname()[1]}"
+"""
+    try:
+        async with running(text) as engine:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port_of(engine))
+            writer.write(make_client_hello("reset.example.com"))
+            writer.write_eof()   # the client finished first; the error still names the upstream
+            assert await read_until_closed(reader) == b""
+            writer.close()
+            await wait_until(lambda: engine.snapshot().recent, what="closed")
+            info = engine.snapshot().recent[0]
+            assert info.close_reason is CloseReason.UPSTREAM_CLOSED
+            assert "reset" in (info.close_detail or "")
+    finally:
+        server.close()
