@@ -103,7 +103,6 @@ class _HaproxyExporter:
         return REJECT_BACKEND
 
     def route_backend(self, index: int, route: Route) -> str:
-        label = self.labels[index]
         if route.mode == "terminate":
             return self.terminator(index, route)
         if classify_upstream(route.upstream) == "template":

@@ -20,13 +20,13 @@ that literal, with a finding that offers the wildcard the author probably meant.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sniui.config import Config, ConfigError, load_text, to_yaml
 from sniui.config.addresses import parse_host_port
-from sniui.config.models import Expectation, classify_upstream
+from sniui.config.models import classify_upstream
 from sniui.config.patterns import PatternKind, parse_pattern
 from sniui.config.templates import parse_template
 from sniui.interop import Finding
@@ -123,6 +123,7 @@ class _Importer:
         self.certificates: dict[str, dict[str, str]] = {}
         self.servers: list[_Server] = []
         self.described_comments = 0
+        self._origins: list[list[Directive]] = []   # per output route: the map entry of each sni pattern
 
     def warn(self, message: str, where: Directive | None = None) -> None:
         self.findings.append(Finding(message, where.file if where else None, where.line if where else None))

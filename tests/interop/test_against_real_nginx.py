@@ -16,7 +16,6 @@ Needs: apt-get install -y nginx libnginx-mod-stream haproxy
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import ssl

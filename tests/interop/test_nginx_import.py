@@ -347,3 +347,24 @@ def test_imported_config_passes_sniui_check(tmp_path: Path, capsys):
     capsys.readouterr()
     assert run_check(target, as_json=True) == 0, capsys.readouterr()
     assert '"passed": true' in capsys.readouterr().out
+
+
+def test_passthrough_proxy_protocol_and_optional_client_verification():
+    text = """stream {
+      map $ssl_preread_server_name $backend { hostnames; default 10.0.0.9:443; a.example.com 10.0.0.1:443; b.example.com 127.0.0.1:10443; }
+      server { listen 443; ssl_preread on; proxy_protocol on; proxy_pass $backend; }
+      server {
+        listen 127.0.0.1:10443 ssl;
+        ssl_certificate b.pem;
+        ssl_certificate_key b.key;
+        ssl_client_certificate ca.pem;
+        ssl_verify_client optional;
+        proxy_pass 127.0.0.1:8080;
+      }
+    }"""
+    result = import_nginx_text(text, file="pp.conf", base_dir=Path("/etc/nginx"))
+    a, b = result.config.routes
+    assert a.proxy_protocol == "v1" and result.config.default.proxy_protocol == "v1"
+    assert b.proxy_protocol is None   # the terminating server does not send one
+    assert b.client_ca == "/etc/nginx/ca.pem"
+    assert finding_at(result, 9, "ssl_verify_client optional: sniui requires the client certificate")
