@@ -293,9 +293,18 @@ class Connection(asyncio.Protocol):
                 return
         self.task = None
         relay.start(self.transport, dialed.transport, first, self.client_eof)
+        if self.client_eof:
+            self.half_closed(CLIENT)
         engine.connection_event(self, "connection_opened")
 
     # -- closing ----------------------------------------------------------------------------
+
+    def half_closed(self, side: str) -> None:
+        """The first EOF: one direction is done, the other still flows."""
+        self.first_eof = self.first_eof or side
+        if self.state is ConnState.ESTABLISHED:
+            self.state = ConnState.CLOSING
+            self.cached_info = None
 
     def relay_finished(self, side: str, exc: Exception | None) -> None:
         if self.state is ConnState.CLOSED:

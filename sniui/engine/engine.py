@@ -307,7 +307,7 @@ class Engine:
         timeouts = self.config.timeouts
         hello_timeout, idle_timeout = timeouts.client_hello, timeouts.idle
         expired: list[tuple[Connection, CloseReason, str]] = []
-        reading, established = ConnState.READING_HELLO, ConnState.ESTABLISHED
+        reading, established, closing = ConnState.READING_HELLO, ConnState.ESTABLISHED, ConnState.CLOSING
         for c in self.registry.live.values():
             total = c.bytes_up + c.bytes_down
             if total != c.seen_total:
@@ -320,7 +320,7 @@ class Engine:
             if state is reading:
                 if now - c.started_mono >= hello_timeout:
                     expired.append((c, CloseReason.HELLO_TIMEOUT, f"no complete ClientHello within {hello_timeout:g}s"))
-            elif state is established:
+            elif state is established or state is closing:
                 if now - c.active_mono >= idle_timeout:
                     expired.append((c, CloseReason.IDLE_TIMEOUT, f"no bytes either way for {idle_timeout:g}s"))
         for c, reason, detail in expired:

@@ -11,8 +11,8 @@ replace without touching the rest of the engine:
 
 A relay reports back only through its connection: it adds to
 `connection.bytes_up` / `bytes_down` (the only per-chunk work besides the
-write), sets `client_eof` / `upstream_eof`, and calls
-`connection.relay_finished(side, exc)` when a side is gone. Backpressure is the
+write), sets `client_eof` / `upstream_eof`, calls `connection.half_closed(side)`
+on the first EOF and `connection.relay_finished(side, exc)` when a side is gone. Backpressure is the
 transports' own: a side whose write buffer passes its high-water mark pauses
 reading on the other side until it drains. An EOF from one side becomes a
 write shutdown on the other, and the opposite direction keeps flowing.
@@ -51,10 +51,10 @@ class _ClientSide(asyncio.Protocol):
     def eof_received(self) -> bool:
         conn = self.conn
         conn.client_eof = True
-        conn.first_eof = conn.first_eof or CLIENT
         if conn.upstream_eof:
             conn.relay_finished(CLIENT, None)
             return False
+        conn.half_closed(CLIENT)
         if not self.sink.is_closing():
             self.sink.write_eof()
         return True   # keep our write side open: the upstream may still answer
@@ -91,10 +91,10 @@ class _UpstreamSide(asyncio.Protocol):
     def eof_received(self) -> bool:
         conn = self.conn
         conn.upstream_eof = True
-        conn.first_eof = conn.first_eof or UPSTREAM
         if conn.client_eof:
             conn.relay_finished(UPSTREAM, None)
             return False
+        conn.half_closed(UPSTREAM)
         if not self.sink.is_closing():
             self.sink.write_eof()
         return True

@@ -130,3 +130,37 @@ routes:
             assert "reset" in (info.close_detail or "")
     finally:
         server.close()
+
+
+async def test_half_closed_connection_shows_closing_and_keeps_flowing():
+    release = asyncio.Event()
+
+    async def answer_after_eof(reader, writer):
+        data = await reader.read()              # everything up to the client's EOF
+        await release.wait()
+        writer.write(b"late answer after %d bytes" % len(data))
+        writer.close()
+
+    server = await asyncio.start_server(answer_after_eof, "127.0.0.1", 0)
+    text = f"""
+listen:
+  - address: "127.0.0.1:0"
+routes:
+  - sni: half.example.com
+    upstream: "127.0.0.1:{server.sockets[0].getsockname()[1]}"
+"""
+    hello = make_client_hello("half.example.com")
+    try:
+        async with running(text) as engine:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port_of(engine))
+            writer.write(hello)
+            writer.write_eof()
+            await wait_until(lambda: [c.state.value for c in engine.snapshot().connections] == ["closing"],
+                             what="the half-closed state")
+            release.set()
+            assert await read_until_closed(reader) == b"late answer after %d bytes" % len(hello)
+            writer.close()
+            await wait_until(lambda: engine.snapshot().recent, what="closed")
+            assert engine.snapshot().recent[0].close_reason is CloseReason.CLIENT_CLOSED
+    finally:
+        server.close()
