@@ -1,9 +1,30 @@
 """The engine: listeners, connections, the config in force, and what the outside sees.
 
-Its public surface is three things (see DESIGN.md): commands (`start`,
-`apply`, `close_connection`, `drain`, `stop`), snapshots (`snapshot()`:
-immutable values pulled at the consumer's rate) and a lossy event stream
-(`subscribe()`). Nothing here imports a front end.
+Its public surface is three things (see DESIGN.md), and nothing here imports
+a front end:
+
+commands
+    `await start()` binds every listener (EngineError names the address that
+    failed); `await apply(config)` validates, compiles and binds, then swaps
+    atomically, or raises EngineError and keeps the running config;
+    `close_connection(id)`, `close_all()`, `await drain(timeout)`, `await stop()`.
+snapshots
+    `snapshot()` returns an immutable `EngineSnapshot` (model.py): live
+    connections, recently closed ones, counters per route / upstream address /
+    listener, server health, one `RateSample` per second for the last 300 s.
+    Live rows are cached per connection and rebuilt only when they change.
+events
+    `subscribe(maxsize)` gives a `Subscription`: an async iterator over a
+    bounded queue that drops its oldest event when full (`.dropped`).
+    Kinds: connection_opened (upstream connected), connection_closed,
+    rejected (refused by the router: bad hello, no route, limits, ACL),
+    config_applied, config_refused, server_down, server_up,
+    listener_started, listener_stopped, listener_error, draining.
+    `add_close_hook(fn)` is the lossless, synchronous alternative for the
+    access log: `fn(ConnectionInfo)` for every closed connection.
+
+Per connection the relay only bumps two integers; hello and idle timeouts
+and the rate ring are enforced by one ticker task, not a timer per connection.
 """
 
 from __future__ import annotations
