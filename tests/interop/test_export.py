@@ -278,3 +278,26 @@ def test_run_export_refuses_an_invalid_config(tmp_path: Path, capsys):
     assert run_export("nginx", path, str(tmp_path / "out.conf")) == 1
     assert "unknown upstream group" in capsys.readouterr().err
     assert not (tmp_path / "out.conf").exists()
+
+
+def test_nginx_findings_for_v2_everywhere_uppercase_regex_and_limits():
+    config = load_text(
+        "routes:\n"
+        "  - sni: '~^API-[a-z]+$'\n    upstream: 10.0.0.1:443\n    proxy_protocol: v2\n"
+        "default:\n  action: route\n  upstream: 10.0.0.2:443\n  proxy_protocol: v2\n"
+        "limits:\n  max_connections: 50\n"
+    ).config
+    result = export_nginx(config)
+    findings = [f.message for f in result.findings]
+    assert "proxy_protocol on;" in result.text
+    assert any("nginx sends PROXY protocol v1 only" in m for m in findings)
+    assert any("upper-case letters" in m for m in findings)
+    assert any(m.startswith("limits: not exported") for m in findings)
+    assert '"~*^API-[a-z]+$" 10.0.0.1:443;' in result.text
+
+
+def test_run_import_of_a_missing_file(tmp_path: Path, capsys):
+    from sniui.commands.interop import run_import
+
+    assert run_import("nginx", tmp_path / "nope.conf", None) == 1
+    assert "nope.conf: cannot read" in capsys.readouterr().err
