@@ -213,3 +213,26 @@ async def test_random_first_bytes_never_hurt_the_router(tls_upstream, client_con
         await wait_until(lambda: not engine.registry.live, what="every sample closed")
         assert engine.snapshot().totals.closed == len(samples)
         assert await tls_exchange(port, "shop.example.com", client_context) == "upstream=shop sni=shop.example.com"
+
+
+async def test_default_route_sends_unmatched_names_to_a_group(tls_upstream, client_context):
+    shop, fallback = await tls_upstream("shop"), await tls_upstream("fallback")
+    text = f"""
+listen:
+  - address: "127.0.0.1:0"
+upstreams:
+  rest:
+    servers: ["{fallback.address}"]
+routes:
+  - sni: shop.example.com
+    upstream: "{shop.address}"
+default:
+  action: route
+  upstream: rest
+"""
+    async with running(text) as engine:
+        port = port_of(engine)
+        assert await tls_exchange(port, "other.example.com", client_context) == "upstream=fallback sni=other.example.com"
+        assert await tls_exchange(port, "shop.example.com", client_context) == "upstream=shop sni=shop.example.com"
+        await wait_until(lambda: engine.snapshot().totals.closed == 2, what="closed")
+        assert engine.snapshot().per_route["default"].accepted == 1

@@ -151,3 +151,20 @@ async def test_openssl_s_client_and_curl(tls_upstream, ca_file):
             out, err = await proc.communicate()
         assert proc.returncode == 0, err
         assert out.decode().strip() == f"upstream=apps sni={name}"
+        # The regex route, its upstream rendered from the name's captures.
+        name = f"api-{k8s.port}.k8s.example.com"
+        proc = await asyncio.create_subprocess_exec(
+            "curl", "-sS", "--max-time", "10", "--cacert", str(ca_file), "--resolve", f"{name}:{port}:127.0.0.1",
+            f"https://{name}:{port}/", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        async with asyncio.timeout(DEADLINE + 2):
+            out, err = await proc.communicate()
+        assert proc.returncode == 0, err
+        assert out.decode().strip() == f"upstream=k8s sni={name}"
+        # An unknown name: openssl reports the router's unrecognized_name alert.
+        proc = await asyncio.create_subprocess_exec(
+            "openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "nobody.example.net",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        async with asyncio.timeout(DEADLINE):
+            out, err = await proc.communicate(b"")
+        assert proc.returncode != 0
+        assert b"unrecognized name" in err or b"alert number 112" in err, err
