@@ -557,6 +557,19 @@ class _Importer:
                 return False
         return True
 
+    def _to_the_name_itself(self, value: str, context: _Server, where: Directive) -> _PendingRoute:
+        """`proxy_pass $ssl_preread_server_name:443`: every name goes to itself. sniui says that as a
+        last regex capturing the whole name; the default then only sees hellos without a name."""
+        upstream = _SERVER_NAME_VARIABLE.sub("$1", value)
+        self.warn(f"{value}: sends every name to itself, which lets any client reach any host on that port; imported as "
+                  f"the catch-all route ~^(.+)$ → {upstream}. Bound it with `allow:` (e.g. ['*.internal:443'])", where)
+        fields: dict[str, Any] = {"sni": ["~^(.+)$"], "upstream": upstream}
+        if _on(context.settings.get("proxy_protocol")):
+            fields["proxy_protocol"] = "v1"
+        if context.allow_clients:
+            fields["allow_clients"] = context.allow_clients
+        return _PendingRoute(fields, [where])
+
     def _fallback(self, value: str | None, context: _Server, where: Directive | None, label: str) -> dict[str, Any]:
         if value is None:
             return {"action": "reject"}
@@ -644,6 +657,8 @@ class _Importer:
         if not terminating and not server.ssl_preread:
             self.warn("server without `ssl_preread on` or `listen … ssl`: nginx proxies any bytes without reading a "
                       "ClientHello, sniui always reads one; imported as the default route", server.directive)
+        if _names_itself(target) and not terminating:
+            return [self._to_the_name_itself(target, server, server.proxy_pass)], {"action": "reject"}, None
         if not target.startswith("$"):
             if terminating:
                 return self._terminating_without_map(server)
@@ -668,7 +683,11 @@ class _Importer:
             if map_.default is not None:
                 self.warn(f"default of terminating map {map_.target}: sniui's default cannot terminate; imported as reject", map_.default_directive)
             return routes, default, None
-        default = self._fallback(map_.default, server, map_.default_directive, "default")
+        if map_.default is not None and _names_itself(map_.default):
+            routes.append(self._to_the_name_itself(map_.default, server, map_.default_directive))  # type: ignore[arg-type]
+            default = {"action": "reject"}
+        else:
+            default = self._fallback(map_.default, server, map_.default_directive, "default")
         no_sni = None
         for entry in map_.entries:
             if entry.key == "":
@@ -783,6 +802,15 @@ class _Importer:
             origins.append(route_origins)
         data["routes"], self._origins = routes, origins
         return changed
+
+
+_SERVER_NAME_VARIABLE = re.compile(r"\$(?:\{ssl_preread_server_name\}|ssl_preread_server_name(?![A-Za-z0-9_]))")
+
+
+def _names_itself(value: str) -> bool:
+    """A value built from the client's own name and nothing else variable (`$ssl_preread_server_name:443`)."""
+    rest = _SERVER_NAME_VARIABLE.sub("", value)
+    return rest != value and "$" not in rest and ":" in rest
 
 
 def _on(directive: Directive | None) -> bool:

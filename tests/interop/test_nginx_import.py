@@ -368,3 +368,21 @@ def test_passthrough_proxy_protocol_and_optional_client_verification():
     assert b.proxy_protocol is None   # the terminating server does not send one
     assert b.client_ca == "/etc/nginx/ca.pem"
     assert finding_at(result, 9, "ssl_verify_client optional: sniui requires the client certificate")
+
+
+@pytest.mark.parametrize("where", ["proxy_pass", "map default"])
+def test_proxy_pass_to_the_name_itself_becomes_a_catch_all_regex(where):
+    if where == "proxy_pass":
+        text = "stream {\n server { listen 443; ssl_preread on; proxy_pass $ssl_preread_server_name:443; }\n}"
+        line = 2
+    else:
+        text = ("stream {\n map $ssl_preread_server_name $backend {\n  hostnames;\n  default ${ssl_preread_server_name}:8443;\n"
+                "  a.example.com 10.0.0.1:443;\n }\n server { listen 443; ssl_preread on; proxy_pass $backend; }\n}")
+        line = 4
+    result = import_nginx_text(text, file="self.conf")
+    port = "443" if where == "proxy_pass" else "8443"
+    assert decide(result.config, "db.internal") == f"db.internal:{port}"
+    assert RouteTable(result.config).match(None).action == "reject"
+    assert finding_at(result, line, "lets any client reach any host")
+    if where == "map default":
+        assert decide(result.config, "a.example.com") == "10.0.0.1:443"
