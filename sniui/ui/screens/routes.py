@@ -53,9 +53,10 @@ class RoutesScreen(StagedScreen):
         Binding("a", "add_route", "Add", id="routes.add", tooltip="Add a route to the staged config"),
         Binding("e", "edit_route", "Edit", id="routes.edit", tooltip="Edit the selected route (enter does the same)"),
         Binding("d", "delete_route", "Delete", id="routes.delete", tooltip="Delete the selected route (asks first)"),
-        Binding("K,shift+up", "move_route(-1)", "Move up", id="routes.move_up",
+        # Reordering is rare and only matters between regexes: kept out of the footer, listed in help and the palette.
+        Binding("K,shift+up", "move_route(-1)", "Move up", id="routes.move_up", show=False,
                 tooltip="Move the selected route earlier in file order (decides between regexes)"),
-        Binding("J,shift+down", "move_route(1)", "Move down", id="routes.move_down",
+        Binding("J,shift+down", "move_route(1)", "Move down", id="routes.move_down", show=False,
                 tooltip="Move the selected route later in file order"),
         Binding("t", "focus_test", "Test name", id="routes.test", tooltip="Type a server name to see which route wins"),
         Binding("A", "apply", "Apply", id="routes.apply", tooltip="Show the diff, then swap the staged config into the engine"),

@@ -83,6 +83,9 @@ class CertificateForm(ModalScreen[tuple[str, CertificateEntryData] | None]):
         self.last_check: FieldCheck = FieldCheck()
         self.last_info: CertificateInfo | None = None
         self.ok = False
+        # As in the route editor: messages for a field once it has been touched, all after a submit attempt.
+        self._touched: set[str] = {f for f, v in self._initial.items() if v}
+        self._show_all = False
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -120,7 +123,7 @@ class CertificateForm(ModalScreen[tuple[str, CertificateEntryData] | None]):
                 messages.setdefault(field, []).append((finding.severity, f"{finding.message} — fix: {finding.fix}"))
         self.last_check, self.last_info = check, info
         for field, *_ in _FIELDS:
-            found = messages.get(field, [])
+            found = messages.get(field, []) if (self._show_all or field in self._touched) else []
             error = self.query_one(f"#cert-error-{field}", Static)
             error.update("\n".join(m if s == "error" else f"warning: {m}" for s, m in found))
             error.set_class(bool(found), "-shown")
@@ -135,6 +138,8 @@ class CertificateForm(ModalScreen[tuple[str, CertificateEntryData] | None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
+        if event.input.id and event.input.id.startswith("cert-field-"):
+            self._touched.add(event.input.id[len("cert-field-"):])
         self.revalidate()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -149,6 +154,7 @@ class CertificateForm(ModalScreen[tuple[str, CertificateEntryData] | None]):
             self.action_cancel()
 
     def action_submit(self) -> None:
+        self._show_all = True
         if not self.revalidate():
             self.notify("Fix the marked fields first.", severity="error")
             return

@@ -83,8 +83,8 @@ class DiffDialog(ModalScreen[bool]):
             with VerticalScroll():
                 yield Static(diff_text(self.diff, tone_styles(self.app)), id="diff-body")
             with Horizontal(id="diff-buttons"):
-                yield Button("Back [n]", id="diff-no")
-                yield Button(f"{self._action_label} [y]", id="diff-yes",
+                yield Button("Back (n)", id="diff-no")
+                yield Button(f"{self._action_label} (y)", id="diff-yes",
                              variant="error" if self.diff.breaking_tests else "primary")
 
     def on_mount(self) -> None:

@@ -86,6 +86,10 @@ class RouteForm(ModalScreen[RouteData | None]):
         self._upstream_names = upstream_names or []
         self._certificate_names = certificate_names or []
         self.last_check: FieldCheck = FieldCheck()
+        # Fields the user has changed: an empty new form should not open covered in
+        # "missing required field" messages. Everything is shown after a submit attempt.
+        self._touched: set[str] = {f for f, v in self._initial.items() if v and f != "mode"}
+        self._show_all = False
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -140,9 +144,9 @@ class RouteForm(ModalScreen[RouteData | None]):
         check = self._check(self.route())
         self.last_check = check
         for field in FIELD_ORDER:
-            issues = check.for_field(field)
+            issues = check.for_field(field) if (self._show_all or field in self._touched) else []
             error = self.query_one(f"#error-{field}", Static)
-            error.update("\n".join(check.messages(field)))
+            error.update("\n".join(check.messages(field)) if issues else "")
             error.set_class(bool(issues), "-shown")
             error.set_class(bool(issues) and all(i.severity == "warning" for i in issues), "-warning")
             widget = self.query_one(f"#field-{field}")
@@ -155,12 +159,18 @@ class RouteForm(ModalScreen[RouteData | None]):
         self.query_one("#form-ok", Button).disabled = not check.ok
         return check
 
+    def _touch(self, widget_id: str | None) -> None:
+        if widget_id and widget_id.startswith("field-"):
+            self._touched.add(widget_id[len("field-"):])
+
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
+        self._touch(event.input.id)
         self.revalidate()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
+        self._touch(event.select.id)
         self.revalidate()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -175,6 +185,7 @@ class RouteForm(ModalScreen[RouteData | None]):
             self.action_cancel()
 
     def action_submit(self) -> None:
+        self._show_all = True
         if not self.revalidate().ok:
             self.notify("Fix the marked fields first: the route would not validate.", severity="error")
             return
