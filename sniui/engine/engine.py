@@ -98,7 +98,7 @@ class Engine:
             opened = await self._open_listeners(self.config.listen)
             self.listeners = {listener.address: listener for listener in opened}
             self.generation = 1
-        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self._ensure_ticker()
         self.fd_warning = ensure_fd_budget(self.config.limits.max_connections)
         if self.fd_warning:
             self._notify("listener_error", "warning", self.fd_warning)
@@ -162,6 +162,7 @@ class Engine:
             self.listeners = listeners
             self.generation += 1
             self.fd_warning = ensure_fd_budget(config.limits.max_connections)
+        self._ensure_ticker()
         for listener in opened:
             self._notify("listener_started", "info", f"listening on {', '.join(listener.bound_text)}")
         self._notify("config_applied", "info", f"config applied (generation {self.generation}, {len(table)} routes)")
@@ -294,6 +295,11 @@ class Engine:
                 self._notify("listener_error", "error", str(exc))
             raise
         return opened
+
+    def _ensure_ticker(self) -> None:
+        # apply() on an engine that was never start()ed must still enforce timeouts.
+        if self._ticker is None and not self.draining:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     def _protocol_factory(self, listener: Listener) -> Callable[[], Connection]:
         return lambda: Connection(self, listener)
