@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("kind", choices=("nginx",))
     import_.add_argument("file", metavar="FILE")
     import_.add_argument("-o", "--output", metavar="FILE", help="write the YAML here (default: stdout)")
+    import_.add_argument("--hostnames", action="store_true",
+                         help="treat maps without `hostnames;` as if they had it (nginx itself would match '*.a.b' literally)")
 
     export = commands.add_parser("export", help="write sniui's routes as another router's config")
     export.add_argument("kind", choices=("nginx", "haproxy"))
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "import":
         from sniui.commands.interop import run_import
 
-        return run_import(args.kind, Path(args.file), output=args.output)
+        return run_import(args.kind, Path(args.file), output=args.output, assume_hostnames=args.hostnames)
     if args.command == "export":
         from sniui.commands.interop import run_export
 

@@ -26,7 +26,7 @@ def _report(findings: list[Finding]) -> None:
         print(finding, file=sys.stderr)
 
 
-def run_import(kind: str, path: Path, output: str | None) -> int:
+def run_import(kind: str, path: Path, output: str | None, *, assume_hostnames: bool = False) -> int:
     if kind != "nginx":
         print(f"sniui import: unknown kind {kind!r} (known: nginx)", file=sys.stderr)
         return 2
@@ -34,7 +34,7 @@ def run_import(kind: str, path: Path, output: str | None) -> int:
     from sniui.interop.nginx_parser import NginxSyntaxError
 
     try:
-        result = import_nginx(path)
+        result = import_nginx(path, assume_hostnames=assume_hostnames)
     except NginxSyntaxError as exc:
         print(f"{exc} (nginx syntax)", file=sys.stderr)
         return 1
