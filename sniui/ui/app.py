@@ -26,6 +26,8 @@ REFRESH_INTERVAL = 1 / 3
 EVENT_HISTORY = 5000
 
 MODES = ("dashboard", "routes", "certificates", "logs")
+# The footer shows the four screen keys as one "1234 screens" item, so 80 columns still fit the screen's own keys.
+SCREENS = Binding.Group("screens", compact=True)
 
 
 class SniuiApp(App[int]):
@@ -33,11 +35,13 @@ class SniuiApp(App[int]):
     CSS_PATH = "theme.tcss"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
-        Binding("1", "switch_mode('dashboard')", "Dashboard", id="app.dashboard", tooltip="Live connections and health"),
-        Binding("2", "switch_mode('routes')", "Routes", id="app.routes", tooltip="Edit and test the routes"),
+        Binding("1", "switch_mode('dashboard')", "Dashboard", id="app.dashboard", tooltip="Live connections and health",
+                group=SCREENS),
+        Binding("2", "switch_mode('routes')", "Routes", id="app.routes", tooltip="Edit and test the routes",
+                group=SCREENS),
         Binding("3", "switch_mode('certificates')", "Certs", id="app.certificates",
-                tooltip="Certificates, their routes and findings"),
-        Binding("4", "switch_mode('logs')", "Logs", id="app.logs", tooltip="The engine's event stream"),
+                tooltip="Certificates, their routes and findings", group=SCREENS),
+        Binding("4", "switch_mode('logs')", "Logs", id="app.logs", tooltip="The engine's event stream", group=SCREENS),
         Binding("question_mark", "help", "Help", id="app.help", key_display="?", tooltip="Every key, on one screen"),
         Binding("T", "toggle_theme", "Light/dark", id="app.theme", show=False, tooltip="Switch light and dark themes"),
         Binding("t", "demo_traffic", "Demo traffic", id="app.demo_traffic", show=False,

@@ -84,9 +84,13 @@ _CLIENTS = ("203.0.113.7", "198.51.100.23", "192.0.2.144", "203.0.113.58", "2001
             "198.51.100.201", "192.0.2.9", "203.0.113.199")
 
 
-def replay_config() -> Config:
-    return load_text(REPLAY_CONFIG, file="sniui.yaml", base_dir=Path("/etc/sniui")).config.anchored(
-        Path("/etc/sniui"), "/etc/sniui/sniui.yaml")
+CONFIG_DIR = Path("/etc/sniui")
+
+
+def replay_config(base_dir: Path | None = None) -> Config:
+    """The replay's config; `base_dir` lets a caller supply real certificate files under certs/."""
+    base = base_dir or CONFIG_DIR
+    return load_text(REPLAY_CONFIG, file="sniui.yaml", base_dir=base).config.anchored(base, str(CONFIG_DIR / "sniui.yaml"))
 
 
 def _client(rng: random.Random) -> tuple[str, str]:
@@ -265,7 +269,7 @@ def make_events(*, now: float = NOW) -> list[Event]:
     return events
 
 
-def replay_view(connection_count: int = 40, *, read_only: bool = False) -> ReplayEngineView:
+def replay_view(connection_count: int = 40, *, read_only: bool = False, base_dir: Path | None = None) -> ReplayEngineView:
     """The view the snapshot tests and screenshots use."""
-    return ReplayEngineView(replay_config(), [make_snapshot(connection_count)], make_events(), now=NOW,
-                            config_path=Path("/etc/sniui/sniui.yaml"), read_only=read_only)
+    return ReplayEngineView(replay_config(base_dir), [make_snapshot(connection_count)], make_events(), now=NOW,
+                            config_path=CONFIG_DIR / "sniui.yaml", read_only=read_only)

@@ -8,6 +8,7 @@ connections once per refresh; the table then renders at most `limit` rows.
 from __future__ import annotations
 
 import fnmatch
+import heapq
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Literal, Mapping
 
@@ -236,26 +237,32 @@ def build_rows(
     if conn_filter is not None:
         conns = [c for c in conns if conn_filter.matches(c)]
     matched = len(conns)
-    conns.sort(key=_sort_key(sort, now, rates), reverse=reverse)
+    key = _sort_key(sort, now, rates)
 
     if group_by == "flat":
-        shown = conns[:limit]
+        # Only the first `limit` rows are shown: a partial sort of n items is O(n log limit).
+        if matched > 2 * limit:
+            shown = (heapq.nlargest if reverse else heapq.nsmallest)(limit, conns, key=key)
+        else:
+            shown = sorted(conns, key=key, reverse=reverse)[:limit]
         rows = [DisplayRow(f"c:{c.id}", "conn", connection_cells(c, now, rates.get(c.id, 0.0)),
                            state_tone(c.state), connection=c) for c in shown]
         return RowSet(rows, live, matched, 0, matched - len(shown))
 
     groups: dict[str, Group] = {}
-    for conn in conns:  # already sorted, so each group's members keep the sort order
-        key = group_key(conn, group_by)
-        group = groups.get(key)
+    for conn in conns:
+        name = group_key(conn, group_by)
+        group = groups.get(name)
         if group is None:
-            group = groups[key] = Group(key)
+            group = groups[name] = Group(name)
         group.connections.append(conn)
         group.bytes_up += conn.bytes_up
         group.bytes_down += conn.bytes_down
         group.rate += rates.get(conn.id, 0.0)
     for group in groups.values():
         group.errors = group_errors(group_by, group.key, per_route or {}, per_upstream or {}, sni_errors or {})
+        if group.key in expanded:  # only open groups show members, so only they need sorting
+            group.connections.sort(key=key, reverse=reverse)
 
     ordered = _order_groups(list(groups.values()), sort, reverse)
     rows: list[DisplayRow] = []

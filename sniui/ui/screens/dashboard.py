@@ -43,7 +43,7 @@ class DashboardScreen(Screen):
                 tooltip="Group connections: flat → by SNI → by upstream → by route"),
         Binding("s", "cycle_sort", "Sort", id="dashboard.sort", tooltip="Sort by the next column"),
         Binding("S", "reverse_sort", "Reverse", id="dashboard.reverse", show=False, tooltip="Reverse the sort order"),
-        Binding("k", "close_connection", "Close conn", id="dashboard.close",
+        Binding("k", "close_connection", "Close", id="dashboard.close",
                 tooltip="Close the selected connection (asks first)"),
         Binding("p", "toggle_pause", "Pause", id="dashboard.pause", tooltip="Freeze the dashboard; traffic keeps flowing"),
         Binding("c", "show_tab('live')", "Live", id="dashboard.live", show=False, tooltip="Live connections"),
@@ -73,6 +73,7 @@ class DashboardScreen(Screen):
         self._seen_at: float | None = None
         self._explained: dict[tuple[str | None, str | None], list[str]] = {}
         self._explained_table: object = None
+        self._rows_key: tuple | None = None
 
     # -- layout ---------------------------------------------------------------
 
@@ -89,7 +90,7 @@ class DashboardScreen(Screen):
                     yield ServersTable(id="servers-table")
             yield DetailPanel(id="detail")
         yield Static(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(ConnectionsTable).focus()
@@ -167,6 +168,12 @@ class DashboardScreen(Screen):
         )
 
     def _show_connections(self, snapshot: EngineSnapshot, now: float) -> None:
+        # The same snapshot with the same view settings gives the same rows: skip the work.
+        key = (id(snapshot), now, self.conn_filter, self.group_by, self.sort_column, self.sort_reverse,
+               frozenset(self.expanded), self.app.theme)
+        if key == self._rows_key:
+            return
+        self._rows_key = key
         rows = self.compute_rows(snapshot, now)
         self.last_rows = rows
         self.query_one(ConnectionsTable).show_rows(rows.rows)
@@ -346,8 +353,7 @@ class DashboardScreen(Screen):
         self.group_by = group_by
 
     def watch_group_by(self) -> None:
-        self.expanded.clear()
-        self.notify(f"grouping: {_GROUP_LABEL[self.group_by]}", timeout=1.5)
+        self.expanded.clear()  # the status line names the grouping; no toast to cover the table
         self.refresh_now()
 
     def action_cycle_sort(self) -> None:

@@ -106,7 +106,7 @@ class LogsScreen(Screen):
         yield Static(id="logs-status")
         yield FilterBar("filter: words, route:NAME, sni:GLOB, level:warning; !… inverts; esc clears", id="logs-filter")
         yield RichLog(id="log", max_lines=5000, wrap=False, markup=False, highlight=False, auto_scroll=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._styles = tone_styles(self.app)

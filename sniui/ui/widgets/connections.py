@@ -17,6 +17,11 @@ from sniui.ui.rows import COLUMNS, COLUMN_KEYS, DisplayRow
 from sniui.ui.widgets.tones import tone_styles
 
 
+# Rows this far beyond the viewport are still updated, so short scrolls never show stale cells.
+VIEW_MARGIN = 20
+REBUILD_AFTER = 40
+
+
 class _OrderedCell(Text):
     """The first cell of each row carries its row's position, so `DataTable.sort` can re-order by key."""
 
@@ -25,7 +30,7 @@ class _OrderedCell(Text):
 
 class ConnectionsTable(DataTable):
     BINDINGS = [
-        Binding("enter", "select_cursor", "Details", id="connections.details",
+        Binding("enter", "select_cursor", "Open", id="connections.details",
                 tooltip="Open the selected connection, or expand/collapse the selected group"),
     ]
 
@@ -82,32 +87,52 @@ class ConnectionsTable(DataTable):
             return None
 
     def show_rows(self, rows: list[DisplayRow]) -> None:
-        """Bring the table to `rows` with the fewest changes; keep the cursor on the same row key."""
+        """Bring the table to `rows` with the fewest changes; keep the cursor on the same row key.
+
+        Cells of rows outside the viewport (plus a margin) are left as they are: updating a
+        cell costs a refresh, and with 10,000 connections nearly every byte counter changes
+        every tick. Those rows keep their old cells recorded, so they are brought up to date
+        at the first refresh after they scroll into view.
+        """
         keep = self.selected_key
         wanted = {row.key for row in rows}
-        for key in [k for k in self._cells if k not in wanted]:
-            self.remove_row(key)
-            del self._cells[key]
-            self._tones.pop(key, None)
+        stale = [k for k in self._cells if k not in wanted]
+        if len(stale) > REBUILD_AFTER:
+            # DataTable.remove_row re-indexes every row: past a few dozen removals a rebuild is cheaper.
+            scroll_y = self.scroll_y
+            self.clear()
+            self._cells.clear()
+            self._tones.clear()
+            self.scroll_to(y=scroll_y, animate=False, immediate=True)
+        else:
+            for key in stale:
+                self.remove_row(key)
+                del self._cells[key]
+                self._tones.pop(key, None)
         position = {row.key: i for i, row in enumerate(rows)}
-        for row in rows:
+        top = int(self.scroll_y)
+        first, last = top - VIEW_MARGIN, top + self.size.height + VIEW_MARGIN
+        for index, row in enumerate(rows):
             old = self._cells.get(row.key)
             if old is None:
-                self.add_row(*self._render_cells(row, position[row.key]), key=row.key)
+                self.add_row(*self._render_cells(row, index), key=row.key)
             elif old != row.cells or self._tones.get(row.key) != row.tone:
+                if not first <= index <= last:
+                    continue  # off screen: catch up when visible
+                retone = self._tones.get(row.key) != row.tone
                 style = self._styles.get(row.tone)
-                for index, (column, before, after) in enumerate(zip(COLUMN_KEYS, old, row.cells)):
-                    if before != after or self._tones.get(row.key) != row.tone:
-                        cell = _OrderedCell(after, style=style) if index == 0 else Text(after, style=style)
+                for column_index, (column, before, after) in enumerate(zip(COLUMN_KEYS, old, row.cells)):
+                    if before != after or retone:
+                        cell = _OrderedCell(after, style=style) if column_index == 0 else Text(after, style=style)
                         self.update_cell(row.key, column, cell, update_width=False)
             self._cells[row.key] = row.cells
             self._tones[row.key] = row.tone
         order = [row.key for row in rows]
         if order != self._order_now():
             for row in rows:
-                first = self.get_cell(row.key, COLUMN_KEYS[0])
-                if isinstance(first, _OrderedCell):
-                    first.position = position[row.key]
+                first_cell = self.get_cell(row.key, COLUMN_KEYS[0])
+                if isinstance(first_cell, _OrderedCell):
+                    first_cell.position = position[row.key]
             self.sort(COLUMN_KEYS[0], key=lambda cell: getattr(cell, "position", 0))
         self._order = order
         if keep is not None and keep in position:
