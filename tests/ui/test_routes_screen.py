@@ -364,3 +364,102 @@ def test_every_binding_names_a_real_action() -> None:
             name = binding.action.split("(")[0]
             assert callable(getattr(cls, f"action_{name}", None)), f"{cls.__name__}: {binding.key} → {binding.action}"
             assert binding.id and binding.tooltip, f"{cls.__name__}: {binding.key} needs an id and a tooltip"
+
+
+# -- against the real engine -------------------------------------------------------------------
+
+LIVE_DEADLINE = 10.0
+
+
+async def _identity_upstream(name: str, context) -> "asyncio.Server":
+    """A TLS server that first says who it is, then echoes: enough to see where a client was routed."""
+    import asyncio
+    import ssl
+
+    async def serve(reader, writer):
+        try:
+            writer.write(f"upstream={name}\n".encode())
+            await writer.drain()
+            while data := await reader.read(4096):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0, ssl=context)
+
+
+async def test_apply_in_the_routes_screen_routes_a_real_tls_client_to_the_new_upstream(tmp_path: Path) -> None:
+    import asyncio
+    import ssl
+
+    import trustme
+
+    from sniui.engine.engine import Engine
+    from sniui.ui.app import create_app
+    from sniui.ui.view import LiveEngineView
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("shop.test", "*.new.test").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    old = await _identity_upstream("old", server_context)
+    new = await _identity_upstream("new", server_context)
+    new_port = new.sockets[0].getsockname()[1]
+    path = tmp_path / "sniui.yaml"
+    path.write_text(
+        "listen: [{address: '127.0.0.1:0'}]\n"
+        f"routes:\n  - {{name: shop, sni: shop.test, upstream: '127.0.0.1:{old.sockets[0].getsockname()[1]}'}}\n")
+    engine = Engine(load_file(path).config)
+    await engine.start()
+    host, port = engine.bound_addresses[0][:2]
+
+    async def connect(name: str):
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=client_context, server_hostname=name), LIVE_DEADLINE)
+        return reader, writer, (await asyncio.wait_for(reader.readline(), LIVE_DEADLINE)).decode().strip()
+
+    established = None
+    try:
+        app = create_app(LiveEngineView(engine, config_path=path), refresh_interval=None, follow_events=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            reader, writer, who = await connect("shop.test")
+            established = writer
+            assert who == "upstream=old"
+            # Before the apply, the new name has no route: the router refuses the handshake.
+            with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+                await connect("api.new.test")
+
+            await pilot.press("2")
+            await pilot.pause()
+            await pilot.press("a")
+            await pilot.pause()
+            await _type(pilot, "#field-sni", "*.new.test")
+            await _fill(pilot, "#field-upstream", f"127.0.0.1:{new_port}")
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            await pilot.press("A")
+            await pilot.pause()
+            assert isinstance(app.screen, DiffDialog)
+            await pilot.press("y")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+            assert engine.table.match("api.new.test").upstream == f"127.0.0.1:{new_port}"
+            _, fresh, who = await connect("api.new.test")
+            fresh.close()
+            assert who == "upstream=new"
+            # The connection made before the apply still flows to its upstream.
+            writer.write(b"still here\n")
+            assert await asyncio.wait_for(reader.readline(), LIVE_DEADLINE) == b"still here\n"
+            assert not app.screen.session.unapplied and app.unapplied is False
+    finally:
+        if established is not None:
+            established.close()
+        await engine.stop()
+        for server in (old, new):
+            server.close()
+            await server.wait_closed()
