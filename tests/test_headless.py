@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import (DEADLINE, TlsUpstream, ca, ca_file, client_context,  # noqa: F401
-                                   tls_exchange, tls_upstream, upstream_context)
+                                   dns_server, make_client_hello, tls_exchange, tls_upstream, upstream_context)
 
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
@@ -220,3 +220,28 @@ async def wait_for_file_lines(path: Path, count: int) -> None:
     async with asyncio.timeout(DEADLINE):
         while not (path.exists() and len(path.read_text().splitlines()) >= count):
             await asyncio.sleep(0.02)
+
+
+async def test_resolve_failure_is_logged_naming_the_host(tmp_path, dns_server):
+    _, nameserver = await dns_server({})
+    config = tmp_path / "sniui.yaml"
+    config.write_text(f"""
+listen:
+  - address: "127.0.0.1:0"
+resolver:
+  nameservers: ["{nameserver}"]
+routes:
+  - sni: shop.example.com
+    upstream: "missing.internal:443"
+""")
+    async with daemon("-c", str(config)) as d:
+        port = await d.port()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(make_client_hello("shop.example.com"))
+        async with asyncio.timeout(DEADLINE):
+            await reader.read()
+        writer.close()
+        line = (await d.wait_for_stderr(r"resolve failed.*missing\.internal")).string
+        assert "NXDOMAIN" in line
+        record = await d.access_line()
+        assert record["close_reason"] == "resolve failed" and "missing.internal" in record["detail"]
