@@ -262,6 +262,11 @@ class Connection(asyncio.Protocol):
         except DialError as exc:
             self.finish(exc.reason, exc.detail)
             return
+        except asyncio.CancelledError:
+            # finish() cancels us when the client leaves; anything else must not strand the connection.
+            if self.state is not ConnState.CLOSED:
+                self.finish(CloseReason.ERROR, "connecting to the upstream was cancelled")
+            raise
         except Exception as exc:   # a bug must cost one connection, not the engine
             self.finish(CloseReason.ERROR, f"{type(exc).__name__}: {exc}")
             return

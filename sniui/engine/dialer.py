@@ -95,10 +95,10 @@ class Upstreams:
     def reconfigured(self, config: Config) -> Upstreams:
         return Upstreams(config, previous=self)
 
-    async def retire(self, successor: Upstreams | None) -> None:
-        """Close our resolver unless the successor shares it."""
-        if successor is None or successor.resolver is not self.resolver:
-            await self.resolver.close()
+    async def close(self) -> None:
+        """Cancel lookups in flight (engine stop). A replaced resolver is simply
+        dropped instead, so connections still resolving through it finish normally."""
+        await self.resolver.close()
 
     # -- connecting -------------------------------------------------------------------
 

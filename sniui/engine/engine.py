@@ -144,7 +144,6 @@ class Engine:
                 self._notify("config_refused", "error", str(exc))
                 raise
             # The swap: nothing below can fail.
-            previous = self.upstreams
             self.config, self.table, self.upstreams = config, table, upstreams
             self.admission.configure(config.limits.max_connections, config.limits.max_connections_per_client)
             listeners: dict[str, Listener] = {}
@@ -166,7 +165,6 @@ class Engine:
         for listener in opened:
             self._notify("listener_started", "info", f"listening on {', '.join(listener.bound_text)}")
         self._notify("config_applied", "info", f"config applied (generation {self.generation}, {len(table)} routes)")
-        await previous.retire(upstreams)
 
     def close_connection(self, connection_id: int) -> bool:
         connection = self.registry.live.get(connection_id)
@@ -210,7 +208,7 @@ class Engine:
             except asyncio.CancelledError:
                 pass
             self._ticker = None
-        await self.upstreams.retire(None)
+        await self.upstreams.close()
         self.events.close()
 
     # -- observation --------------------------------------------------------------------------

@@ -225,6 +225,7 @@ class DnsServer(asyncio.DatagramProtocol):
 
     def __init__(self, records: dict[str, str]) -> None:
         self.records = records
+        self.delay = 0.0   # seconds before each answer, to hold lookups in flight
         self.queries: list[str] = []
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -248,7 +249,10 @@ class DnsServer(asyncio.DatagramProtocol):
             answers = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 30, 4) + socket.inet_aton(ip)
         header = data[:2] + struct.pack("!HHHHH", 0x8180 | rcode, 1, 1 if answers else 0, 0, 0)
         assert self.transport is not None
-        self.transport.sendto(header + question + answers, addr)
+        if self.delay:
+            asyncio.get_running_loop().call_later(self.delay, self.transport.sendto, header + question + answers, addr)
+        else:
+            self.transport.sendto(header + question + answers, addr)
 
 
 @pytest.fixture

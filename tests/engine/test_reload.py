@@ -180,3 +180,29 @@ async def test_listener_can_move_to_another_address_on_the_same_port():
             blocker.close()
         assert await which(port) == "one"
     one.server.close()
+
+
+async def test_reload_replacing_the_resolver_does_not_strand_a_lookup(dns_server, tls_upstream, client_context):
+    from .conftest import tls_exchange
+
+    up = await tls_upstream("up")
+    dns, nameserver = await dns_server({"up.internal": "127.0.0.1"})
+    dns.delay = 0.5
+
+    def config(ttl: str) -> Config:
+        return config_from(f"""
+listen:
+  - address: "127.0.0.1:0"
+resolver:
+  nameservers: ["{nameserver}"]
+  cache_ttl: {ttl}
+routes:
+  - sni: good.example.com
+    upstream: "up.internal:{up.port}"
+""")
+
+    async with running(config("30s")) as engine:
+        exchange = asyncio.create_task(tls_exchange(port_of(engine), "good.example.com", client_context))
+        await wait_until(lambda: dns.queries, what="a lookup in flight")
+        await engine.apply(config("31s"))     # new resolver settings: a new resolver
+        assert await exchange == "upstream=up sni=good.example.com"
