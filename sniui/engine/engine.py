@@ -254,7 +254,10 @@ class Engine:
         info = connection.info()
         self.registry.closed(connection, info)
         for hook in self._close_hooks:
-            hook(info)
+            try:
+                hook(info)
+            except Exception as exc:   # a broken log pipe must not break the data path
+                self._notify("listener_error", "error", f"close hook {hook!r} failed: {exc!r}")
         if self.events.active:
             self.connection_event(connection, "connection_closed", info)
         if self._idle is not None and not self.registry.live:

@@ -72,6 +72,7 @@ class AccessLog:
         self._file: TextIO | None = None
         self._pending: list[str] = []
         self._scheduled = False
+        self.lost = 0   # lines that could not be written
         self.reopen()
 
     @property
@@ -103,8 +104,12 @@ class AccessLog:
             return
         lines, self._pending = self._pending, []
         stream = self.stream
-        stream.write("\n".join(lines) + "\n")
-        stream.flush()
+        try:
+            stream.write("\n".join(lines) + "\n")
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            # stdout's reader went away (or the file was closed): keep routing, count the loss.
+            self.lost += len(lines)
 
     def close(self) -> None:
         self.flush()
