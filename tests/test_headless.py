@@ -245,3 +245,28 @@ routes:
         assert "NXDOMAIN" in line
         record = await d.access_line()
         assert record["close_reason"] == "resolve failed" and "missing.internal" in record["detail"]
+
+
+def test_access_log_formats():
+    import io
+
+    from sniui.engine.model import CloseReason, ConnectionInfo, ConnState
+    from sniui.headless.accesslog import AccessLog, format_text
+
+    info = ConnectionInfo(id=7, client="[2001:db8::7]:40000", client_ip="2001:db8::7", listener="[::]:443",
+                          state=ConnState.CLOSED, started=1000.0, last_activity=1001.0, sni="shop.example.com",
+                          alpn=("h2", "http/1.1"), route="shop", upstream="web", upstream_address="10.0.0.1:443",
+                          bytes_up=517, bytes_down=4096, closed=1001.5, close_reason=CloseReason.UPSTREAM_CLOSED)
+    out = io.StringIO()
+    log = AccessLog("json", stream=out)
+    log(info)
+    log.flush()
+    record = json.loads(out.getvalue())
+    assert record == {
+        "time": "1970-01-01T00:16:41.500Z", "id": 7, "client": "[2001:db8::7]:40000", "listener": "[::]:443",
+        "sni": "shop.example.com", "alpn": ["h2", "http/1.1"], "route": "shop", "mode": "passthrough",
+        "upstream": "web", "upstream_address": "10.0.0.1:443", "bytes_in": 517, "bytes_out": 4096,
+        "duration_ms": 1500.0, "hello_ms": None, "connect_ms": None, "close_reason": "upstream closed", "detail": None,
+    }
+    assert format_text(info) == ('1970-01-01T00:16:41.500Z [2001:db8::7]:40000 "shop.example.com" route=shop '
+                                 '→ 10.0.0.1:443 in=517 out=4096 1500.0ms upstream closed')
