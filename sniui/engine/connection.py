@@ -48,7 +48,7 @@ def _split_peer(peer: object) -> tuple[str, int]:
 class Connection(asyncio.Protocol):
     __slots__ = (
         "engine", "listener", "id", "transport", "upstream_transport", "relay",
-        "client", "client_ip", "client_port", "admitted_ip", "local",
+        "client", "client_ip", "client_port", "admitted", "admitted_ip", "local",
         "state", "started", "started_mono", "last_activity", "active_mono", "seen_total",
         "sni", "alpn", "tls_versions", "ech", "cipher_count", "record_version",
         "route", "mode", "upstream", "upstream_address", "client_subject",
@@ -68,7 +68,8 @@ class Connection(asyncio.Protocol):
         self.relay = None
         self.client = self.client_ip = ""
         self.client_port = 0
-        self.admitted_ip: str | None = None
+        self.admitted = False                 # holds a slot in the engine's Admission
+        self.admitted_ip: str | None = None   # the address that slot counts against, once known
         self.local: tuple[str, int] = ("", 0)
         self.state = ConnState.READING_HELLO
         self.started = self.last_activity = 0.0
@@ -118,15 +119,14 @@ class Connection(asyncio.Protocol):
         self.listener_stats = self.listener.stats
         self.listener.stats.opened()
         engine.registry.opened(self)
-        refusal = engine.admission.admit(ip)
+        expect_proxy = self.listener.accept_proxy_protocol
+        refusal = engine.admission.admit_unnamed() if expect_proxy else engine.admission.admit(ip)
         if refusal is not None:
-            limits = engine.config.limits
-            detail = (f"{limits.max_connections} connections open" if refusal is CloseReason.LIMIT
-                      else f"{limits.max_connections_per_client} connections from {ip} open")
-            self.reject(refusal, detail, engine.config.default.reject_with, alerts.INTERNAL_ERROR)
+            self._refuse_by_limit(refusal, ip)
             return
-        self.admitted_ip = ip
-        if self.listener.accept_proxy_protocol:
+        self.admitted = True
+        self.admitted_ip = None if expect_proxy else ip
+        if expect_proxy:
             self.proxy_reader = ProxyHeaderReader()
         self.reader = ClientHelloReader(engine.config.limits.max_client_hello)
 
@@ -181,17 +181,21 @@ class Connection(asyncio.Protocol):
         self.client_port = port
         self.client = format_address(ip, port)
 
+    def _refuse_by_limit(self, refusal: CloseReason, ip: str) -> None:
+        limits = self.engine.config.limits
+        detail = (f"{limits.max_connections} connections open" if refusal is CloseReason.LIMIT
+                  else f"{limits.max_connections_per_client} connections from {ip} open")
+        self.reject(refusal, detail, self.engine.config.default.reject_with, alerts.INTERNAL_ERROR)
+
     def _apply_proxy_header(self, header: ProxyHeader) -> bool:
         if header.source is not None:
-            ip, port = header.source
-            refusal = self.engine.admission.readmit(self.admitted_ip or ip, ip)
-            if refusal is not None:
-                self._set_client(ip, port)
-                self.reject(refusal, f"{self.engine.config.limits.max_connections_per_client} connections from {ip} open",
-                            self.engine.config.default.reject_with, alerts.INTERNAL_ERROR)
-                return False
-            self.admitted_ip = ip
-            self._set_client(ip, port)
+            self._set_client(*header.source)
+        # LOCAL (the balancer's own health check): the balancer is the client.
+        refusal = self.engine.admission.assign(self.client_ip)
+        if refusal is not None:
+            self._refuse_by_limit(refusal, self.client_ip)
+            return False
+        self.admitted_ip = self.client_ip
         if header.destination is not None:
             self.local = header.destination
         self.cached_info = None
@@ -358,8 +362,9 @@ class Connection(asyncio.Protocol):
                 else:
                     transport.close()
         self._release_upstream()
-        if self.admitted_ip is not None:
+        if self.admitted:
             self.engine.admission.release(self.admitted_ip)
+            self.admitted = False
             self.admitted_ip = None
         self.engine.connection_closed(self)
 

@@ -35,20 +35,29 @@ class Admission:
         self.total += 1
         return None
 
-    def readmit(self, old_ip: str, new_ip: str) -> CloseReason | None:
-        """Move a slot to another client address (a PROXY header named the real client)."""
-        if old_ip == new_ip:
-            return None
-        count = self._per_client.get(new_ip, 0)
-        if count >= self.max_per_client:
-            return CloseReason.CLIENT_LIMIT
-        self._per_client[new_ip] = count + 1
-        self._release_client(old_ip)
+    def admit_unnamed(self) -> CloseReason | None:
+        """Take a slot whose client is not known yet (a PROXY header will name it).
+
+        Behind a load balancer every connection comes from the balancer's
+        address, so only the total limit applies until `assign` names the client.
+        """
+        if self.total >= self.max_total:
+            return CloseReason.LIMIT
+        self.total += 1
         return None
 
-    def release(self, client_ip: str) -> None:
+    def assign(self, client_ip: str) -> CloseReason | None:
+        """Count an unnamed slot against `client_ip`; on refusal the slot stays unnamed."""
+        count = self._per_client.get(client_ip, 0)
+        if count >= self.max_per_client:
+            return CloseReason.CLIENT_LIMIT
+        self._per_client[client_ip] = count + 1
+        return None
+
+    def release(self, client_ip: str | None) -> None:
         self.total -= 1
-        self._release_client(client_ip)
+        if client_ip is not None:
+            self._release_client(client_ip)
 
     def _release_client(self, client_ip: str) -> None:
         count = self._per_client.get(client_ip, 0)

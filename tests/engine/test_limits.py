@@ -19,11 +19,20 @@ def test_admission_counts_total_and_per_client():
     assert admission.admit("10.0.0.3") is CloseReason.LIMIT
     admission.release("10.0.0.1")
     assert admission.admit("10.0.0.3") is None
-    # A PROXY header moves the slot to the real client, within its own limit.
-    assert admission.readmit("10.0.0.3", "10.0.0.2") is None
-    assert admission.readmit("10.0.0.1", "10.0.0.2") is CloseReason.CLIENT_LIMIT
-    for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.2"):
+    for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
         admission.release(ip)
+    assert admission.total == 0 and admission.clients() == 0
+
+
+def test_admission_behind_a_proxy_names_the_client_later():
+    admission = Admission(max_total=10, max_per_client=1)
+    # Every connection comes from the balancer: only the total applies at accept.
+    assert admission.admit_unnamed() is None
+    assert admission.admit_unnamed() is None
+    assert admission.assign("192.0.2.1") is None
+    assert admission.assign("192.0.2.1") is CloseReason.CLIENT_LIMIT
+    admission.release(None)           # the refused one never got a name
+    admission.release("192.0.2.1")
     assert admission.total == 0 and admission.clients() == 0
 
 

@@ -104,3 +104,40 @@ routes:
         await send_hello("127.0.0.1", port, "pp.example.com")
         await wait_until(lambda: engine.snapshot().totals.errors.get("malformed PROXY header") == 1, what="refusal")
         assert len(up.received) == 1
+
+
+async def test_per_client_limit_applies_to_the_client_named_by_the_proxy_header(raw_upstream):
+    up = await raw_upstream()
+    text = f"""
+listen:
+  - address: "127.0.0.1:0"
+    accept_proxy_protocol: true
+limits:
+  max_connections_per_client: 2
+routes:
+  - sni: pp.example.com
+    upstream: "{up.address}"
+"""
+    hello = make_client_hello("pp.example.com")
+    async with running(text) as engine:
+        port = port_of(engine)
+        held = []
+        # Five clients behind one balancer address: all admitted, each counted as itself.
+        for i in range(5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"PROXY TCP4 192.0.2.{i + 1} 198.51.100.1 4000{i} 443\r\n".encode() + hello)
+            held.append((reader, writer))
+        await wait_until(lambda: len(up.received) == 5, what="five relayed")
+        # Two more from one client are the per-client limit; the third is refused.
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"PROXY TCP4 192.0.2.1 198.51.100.1 5000 443\r\n" + hello)
+            held.append((reader, writer))
+        await wait_until(lambda: engine.snapshot().totals.errors.get("rejected: per-client limit") == 1,
+                         what="the third connection of 192.0.2.1 refused")
+        refused = next(i for i in engine.snapshot().recent if i.close_reason and i.close_reason.value == "rejected: per-client limit")
+        assert refused.client_ip == "192.0.2.1"
+        for _, writer in held:
+            writer.close()
+        await wait_until(lambda: not engine.registry.live, what="all closed")
+        assert engine.admission.total == 0 and engine.admission.clients() == 0
