@@ -87,12 +87,12 @@ async def test_source_hash_is_sticky_per_client(tls_upstream, client_context):
     async with running(group_config([u.address for u in ups], "source_hash")) as engine:
         port = port_of(engine)
         chosen = {}
-        for last in range(1, 9):
+        for last in range(1, 17):
             ip = f"127.0.0.{last}"
             picks = {await who(port, client_context, ip) for _ in range(2)}
             assert len(picks) == 1, f"{ip} moved between servers: {picks}"
             chosen[ip] = picks.pop()
-        assert len(set(chosen.values())) > 1, "eight clients all hashed to one server"
+        assert len(set(chosen.values())) > 1, "sixteen clients all hashed to one server"
 
 
 async def test_health_survives_reload_for_unchanged_servers(tls_upstream, client_context):
