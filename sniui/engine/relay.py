@@ -9,6 +9,9 @@ replace without touching the rest of the engine:
     relay.start(client_transport, upstream_transport, first_bytes, client_eof)
     relay.close(abort)                           # idempotent
 
+`Engine.relay_factory` (default `BufferedRelay`) picks the implementation per
+engine; a connection calls it once it has decided to pass traffic through.
+
 A relay reports back only through its connection: it adds to
 `connection.bytes_up` / `bytes_down` (the only per-chunk work besides the
 write), sets `client_eof` / `upstream_eof`, calls `connection.half_closed(side)`
