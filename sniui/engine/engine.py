@@ -71,11 +71,14 @@ REJECTIONS = frozenset({
 class Engine:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.table = RouteTable(config)
         self.registry = Registry()
         self.admission = Admission(config.limits.max_connections, config.limits.max_connections_per_client)
         self.events = EventBus()
-        self.upstreams = Upstreams(config, notify=self._notify, count_failure=self._count_upstream_failure)
+        try:
+            self.table = RouteTable(config)
+            self.upstreams = Upstreams(config, notify=self._notify, count_failure=self._count_upstream_failure)
+        except ValueError as exc:
+            raise EngineError(f"config refused: {exc}") from exc
         self.listeners: dict[str, Listener] = {}
         self.ids = itertools.count(1)
         self.relay_factory: Callable[[Connection], BufferedRelay] = BufferedRelay

@@ -103,7 +103,11 @@ class Daemon:
             return EXIT_CONFIG
         for warning in loaded.warnings:
             print(str(warning), file=sys.stderr)
-        self.engine = Engine(loaded.config)
+        try:
+            self.engine = Engine(loaded.config)
+        except EngineError as exc:
+            say(str(exc))
+            return EXIT_CONFIG
         try:
             await self.engine.start()
         except EngineError as exc:
