@@ -97,8 +97,8 @@ def ensure_fd_budget(max_connections: int) -> str | None:
             soft = target
         except (ValueError, OSError):
             pass
-    if soft >= wanted:
-        return None
+    if soft >= max_connections * FDS_PER_CONNECTION:
+        return None   # short only of the small reserve: not worth a warning
     supported = max(0, (soft - FD_RESERVE) // FDS_PER_CONNECTION)
     return (f"the open-file limit is {soft}: enough for about {supported} connections, not "
             f"limits.max_connections={max_connections}; raise it (ulimit -n {wanted}) or lower max_connections")
