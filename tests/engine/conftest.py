@@ -288,6 +288,12 @@ async def running(config: Config | str) -> AsyncIterator[Engine]:
         yield engine
     finally:
         await engine.stop()
+    # Bookkeeping invariants every test gets for free: nothing leaks past stop().
+    assert not engine.registry.live
+    assert engine.admission.total == 0 and engine.admission.clients() == 0
+    assert all(server.active == 0 for server in engine.snapshot().servers)
+    totals = engine.snapshot().totals
+    assert totals.active == 0 and totals.accepted == totals.closed
 
 
 def port_of(engine: Engine, index: int = 0) -> int:
