@@ -210,6 +210,10 @@ async def test_match_panel_decisions_and_explanations(config_path: Path) -> None
         assert panel.decision.action == "reject" and panel.decision.route == "default"
         assert "no route matched" in str(result.render())
 
+        await pilot.press("escape")     # back to the routes table, so screen keys work again
+        assert app.focused is app.screen.query_one("#routes-table")
+        assert panel.name_input.value == "unknown.example.net"
+
 
 async def test_tests_panel_shows_pass_fail_against_the_staged_table(config_path: Path) -> None:
     app = harness(config_path)
@@ -354,12 +358,32 @@ async def test_read_only_hides_every_change(config_path: Path) -> None:
         assert app.screen.query_one(MatchPanel).decision.route == "shop"
 
 
+async def test_screens_survive_the_apps_refresh_loop_from_their_first_frame() -> None:
+    # The app's loop may hand a snapshot to a screen before its tables exist.
+    from sniui.ui.app import create_app
+    from sniui.ui.replay_data import replay_view
+    from sniui.ui.screens.certificates import CertificatesScreen
+    from tests.ui.conftest import wait_for
+
+    app = create_app(replay_view(), refresh_interval=0.01, follow_events=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, RoutesScreen)
+                       and app.screen.query_one("#routes-table", DataTable).row_count == 7, what="routes drawn")
+        await pilot.press("3")
+        await wait_for(pilot, lambda: isinstance(app.screen, CertificatesScreen)
+                       and app.screen.query_one("#certs-table", DataTable).row_count == 1, what="certificates drawn")
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, RoutesScreen), what="back on routes")
+        assert app.return_code is None
+
+
 def test_every_binding_names_a_real_action() -> None:
     from sniui.ui.screens.routes import RoutesScreen
     from sniui.ui.widgets.diff_dialog import DiffDialog
     from sniui.ui.widgets.route_form import RouteForm
 
-    for cls in (RoutesScreen, RouteForm, DiffDialog):
+    for cls in (RoutesScreen, RouteForm, DiffDialog, MatchPanel):
         for binding in cls.BINDINGS:
             name = binding.action.split("(")[0]
             assert callable(getattr(cls, f"action_{name}", None)), f"{cls.__name__}: {binding.key} → {binding.action}"

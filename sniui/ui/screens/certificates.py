@@ -122,7 +122,7 @@ class CertificatesScreen(StagedScreen):
         table = self.query_one("#certs-table", DataTable)
         for key, header, width in CERT_COLUMNS:
             table.add_column(header, key=key, width=width)
-        super().on_mount()
+        self.staged_ready()
         table.focus()
 
     def now(self) -> datetime:
@@ -205,7 +205,10 @@ class CertificatesScreen(StagedScreen):
             text.append(f"  {_relative(finding.message, base)}\n")
             if finding.fix:
                 text.append(f"  fix: {_relative(finding.fix, base)}\n", style=tones["muted"])
-        if not findings:
+        if not findings and not self.names:
+            text.append("No certificates: routes pass TLS through. Add one (a) to terminate TLS on a route (m).",
+                        style=tones["muted"])
+        elif not findings:
             text.append("No findings: every certificate loads, matches its key, covers its routes and is in date.",
                         style=tones["success"])
         text.rstrip()

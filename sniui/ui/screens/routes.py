@@ -91,7 +91,7 @@ class RoutesScreen(StagedScreen):
         tests = self.query_one("#tests-table", DataTable)
         for key, header, width in TEST_COLUMNS:
             tests.add_column(header, key=key, width=width)
-        super().on_mount()
+        self.staged_ready()
         self.show_snapshot(self.view.snapshot())
         table.focus()
 
@@ -185,7 +185,8 @@ class RoutesScreen(StagedScreen):
 
     def show_snapshot(self, snapshot: EngineSnapshot) -> None:
         super().show_snapshot(snapshot)
-        self._draw_counts(snapshot)
+        if self._ready:
+            self._draw_counts(snapshot)
 
     def _draw_counts(self, snapshot: EngineSnapshot) -> None:
         """Hits and active per route from the running engine; only changed cells are touched."""
@@ -285,6 +286,10 @@ class RoutesScreen(StagedScreen):
         if target != index:
             self.sync_staged()
             self.select_route(target)
+
+    def on_match_panel_leave(self, event: MatchPanel.Leave) -> None:
+        event.stop()
+        self.query_one("#routes-table", DataTable).focus()
 
     def action_focus_test(self) -> None:
         self.query_one(MatchPanel).name_input.focus()

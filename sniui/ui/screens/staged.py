@@ -48,6 +48,7 @@ class StagedScreen(Screen):
         self._view = view
         self._session = session
         self._shown_revision = -1
+        self._ready = False
         self.applying = False
 
     @property
@@ -63,13 +64,19 @@ class StagedScreen(Screen):
         return self._session
 
     # -- lifecycle -------------------------------------------------------------
+    #
+    # The app's refresh loop may call `show_snapshot` as soon as the screen is
+    # current, before its on_mount has built the tables; nothing draws until a
+    # subclass calls `staged_ready()` at the end of its on_mount. (The base has
+    # no on_mount of its own: Textual calls each class's handler in the MRO.)
 
-    def on_mount(self) -> None:
+    def staged_ready(self) -> None:
+        self._ready = True
         self.sync_staged(force=True)
 
     def on_screen_resume(self) -> None:
         # The other staged screen may have edited, or the engine reloaded, while we were away.
-        if self.is_mounted:
+        if self._ready:
             self.sync_staged()
             self.show_snapshot(self.view.snapshot())
 
@@ -79,6 +86,8 @@ class StagedScreen(Screen):
 
     def sync_staged(self, *, force: bool = False) -> None:
         """Redraw what depends on the working copy, only when it changed."""
+        if not self._ready:
+            return
         self.session.follow(self.view.running_config)
         if force or self.session.revision != self._shown_revision:
             self._shown_revision = self.session.revision

@@ -17,6 +17,8 @@ from rich.style import Style
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
 from textual.timer import Timer
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Static
@@ -66,6 +68,14 @@ def decision_text(decision: Decision, tones: Mapping[str, Style]) -> Text:
 class MatchPanel(Vertical):
     """Name and ALPN inputs over the decision, its explanation and a resolve check."""
 
+    class Leave(Message):
+        """The user is done testing names (esc): the screen decides where focus goes."""
+
+    BINDINGS = [
+        Binding("escape", "leave", "Back", id="match_panel.leave",
+                tooltip="Leave the test panel (what you typed stays)"),
+    ]
+
     DEFAULT_CSS = """
     MatchPanel { height: 1fr; }
     MatchPanel > Horizontal { height: auto; }
@@ -93,6 +103,9 @@ class MatchPanel(Vertical):
         yield Static("", id="match-resolve")
         with VerticalScroll(id="match-scroll"):
             yield Static(Text("Type a name above to see which route wins and why.", style="dim"), id="match-result")
+
+    def action_leave(self) -> None:
+        self.post_message(self.Leave())
 
     @property
     def name_input(self) -> Input:
