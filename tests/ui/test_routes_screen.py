@@ -358,24 +358,27 @@ async def test_read_only_hides_every_change(config_path: Path) -> None:
         assert app.screen.query_one(MatchPanel).decision.route == "shop"
 
 
-async def test_screens_survive_the_apps_refresh_loop_from_their_first_frame() -> None:
-    # The app's loop may hand a snapshot to a screen before its tables exist.
+async def test_screens_accept_snapshots_before_they_are_built() -> None:
+    # The app's refresh loop may hand a snapshot to a screen before its on_mount has built the tables.
     from sniui.ui.app import create_app
     from sniui.ui.replay_data import replay_view
     from sniui.ui.screens.certificates import CertificatesScreen
-    from tests.ui.conftest import wait_for
 
-    app = create_app(replay_view(), refresh_interval=0.01, follow_events=False)
+    app = create_app(replay_view(), refresh_interval=None, follow_events=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        for screen_class, table_id, rows in ((RoutesScreen, "#routes-table", 7), (CertificatesScreen, "#certs-table", 1)):
+            screen = screen_class(app.view)
+            screen.show_snapshot(app.view.snapshot())       # not mounted: must be a no-op
+            await app.push_screen(screen)
+            screen.show_snapshot(app.view.snapshot())
+            await pilot.pause()
+            assert screen.query_one(table_id, DataTable).row_count == rows
+            app.pop_screen()
+            await pilot.pause()
         await pilot.press("2")
-        await wait_for(pilot, lambda: isinstance(app.screen, RoutesScreen)
-                       and app.screen.query_one("#routes-table", DataTable).row_count == 7, what="routes drawn")
-        await pilot.press("3")
-        await wait_for(pilot, lambda: isinstance(app.screen, CertificatesScreen)
-                       and app.screen.query_one("#certs-table", DataTable).row_count == 1, what="certificates drawn")
-        await pilot.press("2")
-        await wait_for(pilot, lambda: isinstance(app.screen, RoutesScreen), what="back on routes")
-        assert app.return_code is None
+        app.refresh_screen()
+        await pilot.pause()
+        assert app.screen.query_one("#routes-table", DataTable).row_count == 7
 
 
 def test_every_binding_names_a_real_action() -> None:
