@@ -108,6 +108,8 @@ class SniuiApp(App[int]):
         screen = self.screen
         if isinstance(screen, ModalScreen) or getattr(screen, "paused", False):
             return
+        if not self.is_running or not screen.is_mounted or not screen.is_attached:
+            return  # starting up or shutting down: the screen's widgets may not all be there
         show = getattr(screen, "show_snapshot", None)
         if show is not None:
             show(self.view.snapshot())
@@ -148,7 +150,7 @@ class SniuiApp(App[int]):
         if self._demo_traffic is not None:
             self._run_demo_traffic()
 
-    @work(exclusive=True, group="demo-traffic")
+    @work(exclusive=True, group="demo-traffic")  # pressing t again restarts the burst rather than stacking
     async def _run_demo_traffic(self) -> None:
         report = await self._demo_traffic()
         summary = getattr(report, "summary", None)
@@ -247,7 +249,9 @@ async def _run(config_path: Path | None, read_only: bool) -> int:
         if demo is not None:
             port = engine.bound_addresses[0][1]
             demo_text = demo.instructions_for(port)
-            traffic = lambda: demo.traffic(port, count=24, concurrency=3, pace=0.4)  # noqa: E731
+            from sniui.ui.demo_session import demo_traffic
+
+            traffic = lambda: demo_traffic(demo, port)  # noqa: E731
         view = LiveEngineView(engine, config_path=config_path, read_only=read_only)
         app = create_app(view, demo_text=demo_text, demo_traffic=traffic)
         await app.run_async()

@@ -46,6 +46,15 @@ def human_age(seconds: float) -> str:
     return f"{d}d{h}h"
 
 
+def human_duration(seconds: float) -> str:
+    """A connection's lifetime: milliseconds matter below a second, then like an age."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    return human_age(seconds)
+
+
 def human_ms(ms: float | None) -> str:
     if ms is None:
         return "-"

@@ -279,9 +279,10 @@ async def test_live_engine_real_client_row_appears_and_closes(ca):
                         return key
                 return None
 
-            await wait_for(pilot, shop_row, what="the client's row")
+            # the row may first appear while connecting; it must reach established
+            await wait_for(pilot, lambda: shop_row() and cell(app, shop_row(), "state") == "established",
+                           what="the client's row, established")
             key = shop_row()
-            assert cell(app, key, "state") == "established"
             assert cell(app, key, "upstream") == f"127.0.0.1:{upstream_port}"
             table = app.screen.query_one(ConnectionsTable)
             table.move_cursor(row=table.get_row_index(key))
@@ -297,3 +298,26 @@ async def test_live_engine_real_client_row_appears_and_closes(ca):
         await engine.stop()
         upstream.close()
         await upstream.wait_closed()
+
+
+async def test_command_palette_offers_the_screen_actions(replay_app):
+    from sniui.ui.app import screen_commands
+
+    app = replay_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert {"Go to Dashboard", "Go to Routes", "Go to Certificates", "Go to Logs"} <= set(titles)
+        assert any(t.startswith("Group [g]") for t in titles)
+        assert any(t.startswith("Close [k]") for t in titles)
+        # running a palette command runs the same action as its key
+        command = next(c for c in screen_commands(app.screen) if c.title.startswith("Group"))
+        command.callback()
+        await pilot.pause()
+        assert app.screen.group_by == "sni"
+
+    app = replay_app(read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert not any(t.startswith("Close [k]") for t in titles)

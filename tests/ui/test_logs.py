@@ -11,7 +11,15 @@ from tests.ui.conftest import wait_for
 
 
 def log_lines(app) -> list[str]:
-    return [strip.text for strip in app.screen.query_one(RichLog).lines]
+    """One string per event shown (lines wrapped in the log are joined back: each event starts with a time)."""
+    out: list[str] = []
+    for strip in app.screen.query_one(RichLog).lines:
+        text = strip.text.rstrip()
+        if len(text) > 8 and text[2] == ":" and text[5] == ":" and text[:2].isdigit():
+            out.append(text)
+        elif out:
+            out[-1] += " " + text.strip()
+    return out
 
 
 async def open_logs(app, pilot) -> LogsScreen:

@@ -7,6 +7,8 @@ up the engine, and a paused dashboard simply ignores the calls.
 
 from __future__ import annotations
 
+import math
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -30,6 +32,8 @@ from sniui.ui.widgets.tones import tone_styles
 # Numbers are most useful biggest-first; names and ages read best ascending.
 _DESCENDING_FIRST = {"up", "down", "rate"}
 _GROUP_LABEL = {"flat": "flat", "sni": "by SNI", "upstream": "by upstream", "route": "by route"}
+# Seconds over which per-connection rates are smoothed.
+RATE_SMOOTHING = 3.0
 # Below this width the detail panel takes the whole screen instead of sharing it.
 _NARROW = 110
 
@@ -84,6 +88,7 @@ class DashboardScreen(Screen):
             with TabbedContent(id="tabs", initial="live"):
                 with TabPane("Live", id="live"):
                     yield ConnectionsTable(id="connections")
+                    yield Static(id="empty", markup=False)
                 with TabPane("Closed", id="closed"):
                     yield RecentTable(id="recent")
                 with TabPane("Servers", id="servers"):
@@ -134,17 +139,24 @@ class DashboardScreen(Screen):
             self._show_status(snapshot)
 
     def _update_rates(self, snapshot: EngineSnapshot, now: float) -> None:
-        """Per-connection bytes/s from the change since the previous snapshot (lifetime average at first sight)."""
+        """Per-connection bytes/s, smoothed over a few seconds so bursty traffic does not flicker to zero.
+
+        An exponential moving average of the change since the previous snapshot; a connection seen
+        for the first time starts at its lifetime average.
+        """
         if self._seen_at is not None and snapshot.taken_at <= self._seen_at:
             return  # the same snapshot again (replay, or a refresh between engine ticks): rates stand
         elapsed = snapshot.taken_at - self._seen_at if self._seen_at is not None else None
+        weight = 1 - math.exp(-elapsed / RATE_SMOOTHING) if elapsed else 1.0
+        previous_rates = self._rates
         rates: dict[int, float] = {}
         seen: dict[int, int] = {}
         for conn in snapshot.connections:
             total = conn.bytes_up + conn.bytes_down
             before = self._bytes_seen.get(conn.id)
             if before is not None and elapsed:
-                rates[conn.id] = max(0.0, (total - before) / elapsed)
+                instant = max(0.0, (total - before) / elapsed)
+                rates[conn.id] = weight * instant + (1 - weight) * previous_rates.get(conn.id, instant)
             else:
                 age = now - conn.started
                 rates[conn.id] = total / age if age > 1 else 0.0
@@ -177,6 +189,22 @@ class DashboardScreen(Screen):
         rows = self.compute_rows(snapshot, now)
         self.last_rows = rows
         self.query_one(ConnectionsTable).show_rows(rows.rows)
+        self._show_empty(rows)
+
+    def _show_empty(self, rows: RowSet) -> None:
+        """An empty table says why, and what to do about it."""
+        self.set_class(not rows.rows, "-empty")
+        if rows.rows:
+            return
+        if rows.live:
+            text = f"No live connection matches {self.conn_filter.describe() if self.conn_filter else 'the filter'}."
+            text += "  esc clears the filter."
+        else:
+            text = "No live connections right now.  r shows the recently closed ones."
+            demo = getattr(self.app, "demo_text", None)
+            if demo:
+                text += "  t sends demo traffic.\n\n" + demo
+        self.query_one("#empty", Static).update(text)
 
     def _label_tabs(self, snapshot: EngineSnapshot) -> None:
         tabs = self.query_one(TabbedContent)
@@ -245,7 +273,7 @@ class DashboardScreen(Screen):
             panel.show_gone(self.detail_id)
             return
         panel.show(conn, now=now, rate=self._rates.get(conn.id, 0.0), explanation=self.explanation(conn),
-                   styles=tone_styles(self.app))
+                   styles=tone_styles(self.app), can_close=not self.view.read_only)
 
     def open_detail(self, connection_id: int) -> None:
         self.detail_id = connection_id

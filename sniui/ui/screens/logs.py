@@ -74,7 +74,7 @@ def parse_event_filter(text: str) -> tuple[EventFilter | None, str | None]:
 
 def format_event(event: Event, styles: dict) -> Text:
     stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-    line = Text(no_wrap=True)
+    line = Text()
     line.append(stamp + " ", style=styles.get("muted"))
     line.append(f"{event.level.upper():<7} ", style=styles.get(_TONE[event.level]) or "")
     line.append(f"{event.kind:<17} ", style=styles.get("accent"))
@@ -105,18 +105,23 @@ class LogsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="logs-status")
         yield FilterBar("filter: words, route:NAME, sni:GLOB, level:warning; !… inverts; esc clears", id="logs-filter")
-        yield RichLog(id="log", max_lines=5000, wrap=False, markup=False, highlight=False, auto_scroll=True)
+        # Wrapped: a reject's reason is at the end of its line, where a cut would hide it.
+        yield RichLog(id="log", max_lines=5000, wrap=True, markup=False, highlight=False, auto_scroll=True)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._styles = tone_styles(self.app)
         self.watch(self.app, "theme", self._theme_changed, init=False)
         self.query_one(RichLog).focus()
-        self.rewrite()
+        self.call_after_refresh(self.rewrite)  # once the log knows its width
 
     def _theme_changed(self) -> None:
         self._styles = tone_styles(self.app)
         self.rewrite()
+
+    def on_resize(self) -> None:
+        if self.is_mounted:
+            self.call_after_refresh(self.rewrite)
 
     def on_screen_resume(self) -> None:
         if self.is_mounted:
@@ -157,9 +162,10 @@ class LogsScreen(Screen):
         self._show_status()
 
     def _write(self, log: RichLog, event: Event) -> None:
-        line = format_event(event, self._styles)
-        # An explicit width: long lines scroll sideways instead of being measured against a default console.
-        log.write(line, width=max(line.cell_len, log.scrollable_content_region.width))
+        # Wrap to the log's own width: left to itself RichLog measures against the console, which is
+        # not the terminal's width in every driver. On resize the lines are rewritten (see on_resize).
+        width = log.scrollable_content_region.width
+        log.write(format_event(event, self._styles), width=width if width > 0 else None)
         self._written += 1
 
     def _show_status(self) -> None:

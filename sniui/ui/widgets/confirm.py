@@ -35,8 +35,8 @@ class ConfirmDialog(ModalScreen[bool]):
             yield Label(self._title, id="confirm-title")
             yield Static(self._body, id="confirm-body", markup=False)
             with Horizontal():
-                yield Button("Cancel [n]", id="no")
-                yield Button(f"{self._confirm_label} [y]", id="yes", variant="error")
+                yield Button("Cancel (n)", id="no")
+                yield Button(f"{self._confirm_label} (y)", id="yes", variant="error")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()  # the safe choice is the default

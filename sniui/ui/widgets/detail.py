@@ -23,7 +23,8 @@ class DetailPanel(VerticalScroll):
     def compose(self):
         yield Static(id="detail-body")
 
-    def show(self, conn: ConnectionInfo, *, now: float, rate: float, explanation: list[str], styles: dict) -> None:
+    def show(self, conn: ConnectionInfo, *, now: float, rate: float, explanation: list[str], styles: dict,
+             can_close: bool = True) -> None:
         self.border_title = f"connection #{conn.id}"
         facts = Table.grid(padding=(0, 1))
         facts.add_column(style="dim", no_wrap=True)
@@ -58,7 +59,8 @@ class DetailPanel(VerticalScroll):
                    for line in explanation]
         lines = Text("\n".join(compact)) if compact else Text("-")
         title = Text(f"connection #{conn.id}", style="bold")
-        title.append("  esc closes · k closes the connection" if conn.closed is None else "  esc closes", style="dim")
+        hint = "  esc back · k closes the connection" if conn.closed is None and can_close else "  esc back"
+        title.append(hint, style="dim")
         self.query_one("#detail-body", Static).update(Group(title, facts, heading, lines))
 
     def show_gone(self, connection_id: int) -> None:

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from sniui.ui.staging import StagedDiff
 from sniui.ui.widgets.tones import tone_styles
@@ -33,8 +33,13 @@ def diff_text(diff: StagedDiff, tones: dict[str, Style]) -> Text:
         text.append("Entries\n", style=Style(bold=True))
         for entry in diff.entries:
             text.append("  " + entry.describe() + "\n", style=tones[marks[entry.kind][1]])
-    if diff.sections:
-        text.append("Other sections changed: " + ", ".join(diff.sections) + "\n", style=Style(bold=True))
+    if diff.fallbacks:
+        text.append("Fallbacks\n", style=Style(bold=True))
+        for line in diff.fallbacks:
+            text.append("  " + line + "\n", style=tones["warning"])
+    others = [name for name in diff.sections if name not in ("default", "no_sni")]
+    if others:
+        text.append("Other sections changed: " + ", ".join(others) + "\n", style=Style(bold=True))
     if diff.tests:
         breaking = diff.breaking_tests
         title = f"Tests that change decision ({len(breaking)} would fail)\n" if breaking else "Tests that change decision\n"
@@ -43,7 +48,7 @@ def diff_text(diff: StagedDiff, tones: dict[str, Style]) -> Text:
         for change in sorted(diff.tests, key=lambda c: not c.breaks):
             tone = "error" if change.breaks else ("success" if change.after.passed else "warning")
             text.append(("  ✗ " if not change.after.passed else "  ✓ ") + change.describe() + "\n", style=tones[tone])
-    elif diff.routes:
+    elif diff.routes or diff.fallbacks:
         text.append("No saved test changes decision.\n", style=tones["muted"])
     if diff.empty:
         text.append("Nothing to apply: the staged config is the running one.", style=tones["muted"])
@@ -98,3 +103,53 @@ class DiffDialog(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class SaveAsDialog(ModalScreen[str | None]):
+    """Ask where to write a config that has no file yet (the built-in demo)."""
+
+    DEFAULT_CSS = """
+    SaveAsDialog { align: center middle; }
+    SaveAsDialog > Vertical {
+        width: 80; max-width: 100%; height: auto; border: thick $primary 60%; background: $surface; padding: 0 1;
+    }
+    SaveAsDialog #save-title { text-style: bold; padding: 0 0 1 0; }
+    SaveAsDialog #save-note { color: $text-muted; padding: 1 0 0 0; }
+    SaveAsDialog #save-buttons { height: auto; align-horizontal: right; padding: 1 0 0 0; }
+    SaveAsDialog #save-buttons Button { margin-left: 2; }
+    """
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="save_as.cancel", tooltip="Do not save"),
+    ]
+
+    def __init__(self, suggestion: str = "sniui.yaml"):
+        super().__init__()
+        self._suggestion = suggestion
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Save the staged config as", id="save-title")
+            yield Input(self._suggestion, id="save-path", tooltip="A file path; an existing file is kept as .bak")
+            yield Static("Relative to the folder sniui was started in. Start sniui with -c FILE to run from it.",
+                         id="save-note")
+            with Horizontal(id="save-buttons"):
+                yield Button("Cancel (esc)", id="save-cancel")
+                yield Button("Save (enter)", id="save-ok", variant="primary")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._done()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "save-ok":
+            self._done()
+        else:
+            self.dismiss(None)
+
+    def _done(self) -> None:
+        path = self.query_one("#save-path", Input).value.strip()
+        self.dismiss(path or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

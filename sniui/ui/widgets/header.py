@@ -73,8 +73,10 @@ class HeaderStrip(Vertical):
             ("  conn/s ", "dim"), (str(last.connections if last else 0), "bold")))
         self.query_one("#hs-byte-rate", Static).update(Text.assemble(
             ("bytes/s ", "dim"), (human_bytes(last.bytes if last else 0), "bold")))
-        self.query_one("#hs-conn-spark", Sparkline).data = [s.connections for s in recent] or [0]
-        self.query_one("#hs-bytes-spark", Sparkline).data = [s.bytes for s in recent] or [0]
+        # Pad to the full window so the x axis is always five minutes, even just after start.
+        pad = [0] * (SPARK_SECONDS - len(recent))
+        self.query_one("#hs-conn-spark", Sparkline).data = pad + [s.connections for s in recent]
+        self.query_one("#hs-bytes-spark", Sparkline).data = pad + [s.bytes for s in recent]
 
         errors = snapshot.totals.errors
         total = sum(errors.values())

@@ -195,6 +195,124 @@ class RouteForm(ModalScreen[RouteData | None]):
         self.dismiss(None)
 
 
+class FallbackForm(ModalScreen[dict[str, Any] | None]):
+    """Edit `default` (no route matched) or `no_sni` (the hello had no server name)."""
+
+    DEFAULT_CSS = """
+    FallbackForm { align: center middle; }
+    FallbackForm > Vertical {
+        width: 84; max-width: 100%; height: auto; border: thick $primary 60%; background: $surface; padding: 0 1;
+    }
+    FallbackForm #fallback-title { text-style: bold; padding: 0 0 1 0; }
+    FallbackForm .form-row { height: auto; }
+    FallbackForm .form-row Label { width: 16; padding: 0 1 0 0; text-align: right; }
+    FallbackForm .form-row Input, FallbackForm .form-row Select { width: 1fr; }
+    FallbackForm .form-row Input.-invalid { border: tall $error; }
+    FallbackForm .field-error { color: $text-error; padding: 0 0 0 16; height: auto; display: none; }
+    FallbackForm .field-error.-shown { display: block; }
+    FallbackForm .field-error.-warning { color: $text-warning; }
+    FallbackForm #fallback-buttons { height: auto; align-horizontal: right; padding: 1 0 0 0; }
+    FallbackForm #fallback-buttons Button { margin-left: 2; }
+    """
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="fallback_form.cancel", tooltip="Close the editor, change nothing"),
+        Binding("ctrl+s", "submit", "Stage", id="fallback_form.submit", tooltip="Put this fallback into the staged config"),
+    ]
+    FIELDS = ("action", "reject_with", "upstream", "proxy_protocol")
+
+    def __init__(self, name: str, check: Callable[[dict[str, Any]], FieldCheck], data: dict[str, Any] | None,
+                 *, upstream_names: list[str] | None = None):
+        super().__init__()
+        self._name = name
+        self._check = check
+        self._data = dict(data or {})
+        self._upstream_names = upstream_names or []
+        self.last_check: FieldCheck = FieldCheck()
+
+    def compose(self) -> ComposeResult:
+        what = "no route matched" if self._name == "default" else "the client sent no server name"
+        with Vertical():
+            yield Label(f"{self._name}: what happens when {what}", id="fallback-title")
+            rows: list[tuple[str, Any]] = [
+                ("action", Select([("reject", "reject"), ("route", "route")], value=self._data.get("action", "reject"),
+                                  allow_blank=False, id="fallback-action", compact=True,
+                                  tooltip="reject the connection, or route it to an upstream")),
+                ("reject_with", Select([("alert (TLS unrecognized_name)", "alert"), ("close", "close"), ("reset", "reset")],
+                                       value=self._data.get("reject_with", "alert"), allow_blank=False,
+                                       id="fallback-reject_with", compact=True, tooltip="How a rejected client is told")),
+                ("upstream", Input(self._data.get("upstream") or "", placeholder="group name or host:port (action: route)",
+                                   id="fallback-upstream", compact=True,
+                                   suggester=SuggestFromList(self._upstream_names, case_sensitive=True) if self._upstream_names else None,
+                                   tooltip="Where unmatched connections go when action is route")),
+                ("proxy_protocol", Select([("none", ""), ("v1", "v1"), ("v2", "v2")], value=self._data.get("proxy_protocol") or "",
+                                          allow_blank=False, id="fallback-proxy_protocol", compact=True,
+                                          tooltip="Send a PROXY protocol header to the upstream")),
+            ]
+            for field, widget in rows:
+                with Horizontal(classes="form-row"):
+                    yield Label(field)
+                    yield widget
+                yield Static("", id=f"fallback-error-{field}", classes="field-error", markup=False)
+            with Horizontal(id="fallback-buttons"):
+                yield Button("Cancel (esc)", id="fallback-cancel")
+                yield Button("Stage (ctrl+s)", id="fallback-ok", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#fallback-action", Select).focus()
+        self.revalidate()
+
+    def value(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for field in self.FIELDS:
+            widget = self.query_one(f"#fallback-{field}")
+            raw = widget.value if isinstance(widget, (Input, Select)) else ""
+            text = "" if raw is Select.BLANK or raw is None else str(raw).strip()
+            if text and not (field == "action" and text == "reject") and not (field == "reject_with" and text == "alert"):
+                out[field] = text
+        return out
+
+    def revalidate(self) -> FieldCheck:
+        check = self._check(self.value())
+        self.last_check = check
+        for field in self.FIELDS:
+            issues = check.for_field(field)
+            error = self.query_one(f"#fallback-error-{field}", Static)
+            error.update("\n".join(check.messages(field)))
+            error.set_class(bool(issues), "-shown")
+            error.set_class(bool(issues) and all(i.severity == "warning" for i in issues), "-warning")
+            self.query_one(f"#fallback-{field}").set_class(any(i.severity == "error" for i in issues), "-invalid")
+        self.query_one("#fallback-ok", Button).disabled = not check.ok
+        return check
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.revalidate()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self.revalidate()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "fallback-ok":
+            self.action_submit()
+        else:
+            self.action_cancel()
+
+    def action_submit(self) -> None:
+        if not self.revalidate().ok:
+            self.notify("Fix the marked fields first.", severity="error")
+            return
+        self.dismiss(self.value())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 def fields_summary(route: dict[str, Any]) -> str:
     """One line naming a route for dialogs."""
     sni = route.get("sni") or []

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from sniui.engine.model import ConnectionInfo, ServerHealth
-from sniui.ui.format import clip, human_age, human_bytes
+from sniui.ui.format import clip, human_age, human_bytes, human_duration
 from sniui.ui.widgets.tones import tone_styles
 
 
@@ -38,7 +38,11 @@ class KeyedTable(DataTable):
     def write(self, rows: list[tuple[str, str, tuple[str, ...]]]) -> None:
         """rows: (key, tone, cells). Order is taken as given; these tables are short."""
         wanted = [key for key, _, _ in rows]
+        keep = None
         if wanted != list(self._cells):
+            # New rows arrive at the top; these tables are short, so rebuild and put the cursor back on its row.
+            if self.row_count:
+                keep = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
             self.clear()
             self._cells.clear()
         for key, tone, cells in rows:
@@ -50,6 +54,8 @@ class KeyedTable(DataTable):
                 for (column, _, _), before, after in zip(self.COLUMNS, old[1], cells):
                     self.update_cell(key, column, Text(after, style=style), update_width=False)
             self._cells[key] = (tone, cells)
+        if keep is not None and keep in self._cells:
+            self.move_cursor(row=wanted.index(keep), animate=False)
 
 
 class RecentTable(KeyedTable):
@@ -69,7 +75,7 @@ class RecentTable(KeyedTable):
                 clip(reason.value if reason else "-", 24),
                 clip(conn.upstream_address or conn.upstream or "-", 22),
                 f"{human_bytes(conn.bytes_up)}/{human_bytes(conn.bytes_down)}",
-                human_age(conn.duration or 0),
+                human_duration(conn.duration or 0),
                 clip(conn.client, 21),
             )))
         self.write(rows)
