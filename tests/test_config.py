@@ -195,3 +195,8 @@ def test_save_is_atomic_keeps_a_backup_and_round_trips(tmp_path: Path):
     assert again.timeouts == config.timeouts
     assert again.upstreams == config.upstreams
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_server_listed_twice_in_a_group_is_refused():
+    errors = errors_of("upstreams:\n  web:\n    servers:\n      - 10.0.0.1:443\n      - 10.0.0.1:443\n")
+    assert errors == ["sniui.yaml:5 upstreams.web.servers[1]: 10.0.0.1:443 is already listed at servers[0]; list each server once"]

@@ -342,6 +342,15 @@ def cross_check(config: Config) -> list[Issue]:
         elif fallback.upstream:
             issues.append(Issue((field, "upstream"), f"upstream is ignored while {field}.action is reject", "warning"))
 
+    for group_name, group in config.upstreams.items():
+        seen_servers: dict[str, int] = {}
+        for i, server in enumerate(group.servers):
+            key = str(parse_host_port(server))
+            if key in seen_servers:
+                issues.append(Issue(("upstreams", group_name, "servers", i),
+                                    f"{server} is already listed at servers[{seen_servers[key]}]; list each server once"))
+            seen_servers.setdefault(key, i)
+
     for i, nameserver in enumerate(config.resolver.nameservers):
         try:
             parse_host_port(nameserver, default_port=53)
