@@ -179,6 +179,7 @@ class StagedDiff:
     entries: tuple[EntryChange, ...] = ()
     sections: tuple[str, ...] = ()              # other top-level sections that differ
     tests: tuple[ExpectationChange, ...] = ()   # expectations whose decision or verdict changes
+    fallbacks: tuple[str, ...] = ()             # `default` / `no_sni` changes, one line each
 
     @property
     def empty(self) -> bool:
@@ -197,8 +198,11 @@ class StagedDiff:
         if self.entries:
             out.append("entries:")
             out += ["  " + change.describe() for change in self.entries]
-        if self.sections:
-            out.append("sections changed: " + ", ".join(self.sections))
+        if self.fallbacks:
+            out += self.fallbacks
+        others = [name for name in self.sections if name not in ("default", "no_sni")]
+        if others:
+            out.append("sections changed: " + ", ".join(others))
         if self.tests:
             out.append("tests that change:")
             out += ["  " + change.describe() for change in self.tests]
@@ -437,6 +441,26 @@ class StagedSession:
                 route.pop(key, None)
         self._changed()
 
+    def fallback(self, name: str) -> dict[str, Any] | None:
+        """`default` (always there, {} when all defaults) or `no_sni` (None when absent)."""
+        value = self._data.get(name)
+        if value is None and name == "default":
+            return {}
+        return copy.deepcopy(value)
+
+    def set_fallback(self, name: str, data: dict[str, Any] | None) -> None:
+        """Replace `default` / `no_sni`; None removes no_sni (then `default` applies to hellos without SNI)."""
+        if data is None or (name == "default" and not data):
+            self._data.pop(name, None)
+        else:
+            self._data[name] = copy.deepcopy(data)
+        self._changed()
+
+    def check_fallback(self, name: str, data: dict[str, Any]) -> FieldCheck:
+        candidate = copy.deepcopy(self._data)
+        candidate[name] = copy.deepcopy(data)
+        return _issues_under(self._validate_data(candidate).issues, (name,))
+
     def revert(self) -> None:
         """Back to the running config."""
         self._data = copy.deepcopy(self._running_data)
@@ -560,7 +584,11 @@ class StagedSession:
             name for name in Config.model_fields
             if name not in ("routes", "certificates", "upstreams") and self._data.get(name) != self._running_data.get(name)
         )
-        return StagedDiff(tuple(changes), tuple(entries), sections, tuple(self._test_changes()))
+        fallbacks = tuple(
+            _fallback_change(name, self._running_data.get(name), self._data.get(name))
+            for name in ("default", "no_sni") if name in sections
+        )
+        return StagedDiff(tuple(changes), tuple(entries), sections, tuple(self._test_changes()), fallbacks)
 
     def _test_changes(self) -> list[ExpectationChange]:
         staged = self.staged_table()
@@ -640,6 +668,22 @@ def _issues_under(issues: tuple[LocatedIssue, ...] | list[LocatedIssue], prefix:
         name = str(rest[0]) if rest else ""
         found.append(FieldIssue(name, format_loc(issue.loc), issue.message, issue.severity))
     return FieldCheck(tuple(found))
+
+
+def _fallback_change(name: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    if after is None and name == "no_sni":
+        return "- no_sni removed: hellos without SNI follow default"
+    if before is None and name == "no_sni":
+        return f"+ no_sni: {_show_fallback(after)}"
+    return f"~ {name}: {_show_fallback(before)} → {_show_fallback(after)}"
+
+
+def _show_fallback(data: dict[str, Any] | None) -> str:
+    data = data or {}
+    if data.get("action", "reject") == "route":
+        proxy = f" (PROXY {data['proxy_protocol']})" if data.get("proxy_protocol") else ""
+        return f"route to {data.get('upstream') or '?'}{proxy}"
+    return f"reject ({data.get('reject_with', 'alert')})"
 
 
 def _order_matters(route: RouteData) -> bool:

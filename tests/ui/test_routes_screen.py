@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from textual.widgets import Button, DataTable, Input, Static
+from textual.widgets import Button, DataTable, Input, Select, Static
 
 from conftest_routes import ScreenHarness, view_for
 from sniui.config import ConfigError, load_file, load_text
@@ -321,6 +321,52 @@ async def test_edit_with_enter_and_revert(config_path: Path) -> None:
         assert app.unapplied is False
 
 
+async def test_edit_the_default_fallback(config_path: Path) -> None:
+    from sniui.ui.widgets.route_form import FallbackForm
+
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        table = screen.query_one("#routes-table", DataTable)
+        table.move_cursor(row=table.row_count - 1)          # the default row, last in precedence
+        await pilot.press("e")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, FallbackForm)
+        form.query_one("#fallback-action", Select).value = "route"
+        await pilot.pause()
+        assert "needs an upstream" in str(form.query_one("#fallback-error-upstream", Static).render())
+        form.query_one("#fallback-upstream", Input).value = "web"
+        await pilot.pause()
+        assert form.last_check.ok
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert screen.session.fallback("default") == {"action": "route", "upstream": "web"}
+        assert _table_cells(app)[-1][5] == "web"
+        assert _table_cells(app, "#tests-table")[2][5] == "now fails"
+
+
+async def test_save_as_when_there_is_no_file(config_path: Path, tmp_path: Path) -> None:
+    from sniui.ui.widgets.diff_dialog import SaveAsDialog
+
+    view = view_for(load_file(config_path).config, path=None)
+    app = ScreenHarness(view, lambda v: RoutesScreen(v))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        app.screen.session.add_route({"name": "net", "sni": ["*.example.net"], "upstream": "127.0.0.1:9300"})
+        app.screen.sync_staged()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, SaveAsDialog)
+        target = tmp_path / "saved.yaml"
+        app.screen.query_one("#save-path", Input).value = str(target)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert [r.name for r in load_file(target).config.routes] == ["shop", "apps", "k8s", "net"]
+        assert str(target) in str(app.screen.query_one("#staged-status", Static).render())
+
+
 async def test_save_writes_the_staged_config_atomically_with_backup(config_path: Path) -> None:
     app = harness(config_path)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -386,7 +432,10 @@ def test_every_binding_names_a_real_action() -> None:
     from sniui.ui.widgets.diff_dialog import DiffDialog
     from sniui.ui.widgets.route_form import RouteForm
 
-    for cls in (RoutesScreen, RouteForm, DiffDialog, MatchPanel):
+    from sniui.ui.widgets.diff_dialog import SaveAsDialog
+    from sniui.ui.widgets.route_form import FallbackForm
+
+    for cls in (RoutesScreen, RouteForm, DiffDialog, MatchPanel, FallbackForm, SaveAsDialog):
         for binding in cls.BINDINGS:
             name = binding.action.split("(")[0]
             assert callable(getattr(cls, f"action_{name}", None)), f"{cls.__name__}: {binding.key} → {binding.action}"

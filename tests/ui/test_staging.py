@@ -249,3 +249,21 @@ def test_staging_does_not_import_textual() -> None:
     done = subprocess.run([sys.executable, "-c", "import sys, sniui.ui.staging; print('textual' in sys.modules)"],
                           capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_fallbacks_are_staged_validated_and_diffed(session: StagedSession) -> None:
+    assert session.fallback("default") == {} and session.fallback("no_sni") is None
+    [issue] = session.check_fallback("default", {"action": "route"}).issues
+    assert (issue.field, issue.path) == ("upstream", "default.upstream")
+    [issue] = session.check_fallback("default", {"action": "route", "upstream": "wbe"}).issues
+    assert issue.message == "unknown upstream group 'wbe' (did you mean 'web'?)"
+    session.set_fallback("default", {"action": "route", "upstream": "web"})
+    session.set_fallback("no_sni", {"action": "reject", "reject_with": "close"})
+    diff = session.diff()
+    assert diff.fallbacks == ("~ default: reject (alert) → route to web", "+ no_sni: reject (close)")
+    [change] = diff.tests
+    assert change.after.sni == "unknown.example.net" and change.breaks
+    assert [r.kind for r in session.rows()][-2:] == ["no_sni", "default"]
+    session.set_fallback("no_sni", None)
+    session.set_fallback("default", {})
+    assert not session.unapplied

@@ -20,7 +20,7 @@ from sniui.ui.screens.staged import StagedScreen
 from sniui.ui.staging import RouteRow
 from sniui.ui.widgets.confirm import ConfirmDialog
 from sniui.ui.widgets.match_panel import MatchPanel
-from sniui.ui.widgets.route_form import RouteForm
+from sniui.ui.widgets.route_form import FallbackForm, RouteForm
 from sniui.ui.widgets.tones import tone_styles
 
 # (key, header, width): sized so the table fits 120 columns with the cell padding.
@@ -230,7 +230,9 @@ class RoutesScreen(StagedScreen):
     def action_edit_route(self) -> None:
         index = self.selected_route
         if index is None:
-            self.notify("default and no_sni are edited in the YAML file for now; select a route.", severity="warning")
+            row = self.selected_row
+            if row is not None:
+                self.edit_fallback(row.kind)
             return
         label = self.session.labels()[index]
 
@@ -242,6 +244,20 @@ class RoutesScreen(StagedScreen):
             self.select_route(index)
 
         self.app.push_screen(self._form(f"Edit route routes[{index}] {label}", index, self.session.route(index)), done)
+
+    def edit_fallback(self, name: str) -> None:
+        """`default` or `no_sni`: the rows that catch what no route does."""
+        session = self.session
+
+        def done(data: dict | None) -> None:
+            if data is None:
+                return
+            session.set_fallback(name, data)
+            self.sync_staged()
+            self.notify(f"{name} staged; A applies it.", title=f"Edit {name}")
+
+        self.app.push_screen(FallbackForm(name, lambda data: session.check_fallback(name, data), session.fallback(name),
+                                          upstream_names=sorted(session.data.get("upstreams") or {})), done)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "routes-table":

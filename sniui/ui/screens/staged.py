@@ -11,6 +11,7 @@ engine's promise; the UI only waits for the answer).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 from textual import work
 from textual.app import App
@@ -25,7 +26,7 @@ from sniui.engine.model import EngineSnapshot
 from sniui.ui.staging import StagedSession
 from sniui.ui.view import EngineView
 from sniui.ui.widgets.confirm import ConfirmDialog
-from sniui.ui.widgets.diff_dialog import DiffDialog
+from sniui.ui.widgets.diff_dialog import DiffDialog, SaveAsDialog
 
 
 def shared_session(app: App, view: EngineView) -> StagedSession:
@@ -106,7 +107,8 @@ class StagedScreen(Screen):
             return
         session = self.session
         validation = session.validate()
-        path = str(self.view.config_path) if self.view.config_path else "(no file: built-in demo)"
+        file = session.path or self.view.config_path
+        path = str(file) if file else "(no file: built-in demo — ctrl+s saves as)"
         parts = [path]
         if self.view.read_only:
             parts.append("read-only")
@@ -181,11 +183,18 @@ class StagedScreen(Screen):
 
     def action_save(self) -> None:
         if self.session.path is None:
-            self.notify("This config has no file (built-in demo): start sniui with -c FILE to save.",
-                        title="Save", severity="warning")
+            # The built-in demo has no file: ask where to write it.
+            def chosen(path: str | None) -> None:
+                if path:
+                    self.save_to(Path(path))
+
+            self.app.push_screen(SaveAsDialog(), chosen)
             return
+        self.save_to(None)
+
+    def save_to(self, path: Path | None) -> None:
         try:
-            backup = self.session.save()
+            backup = self.session.save(path)
         except ConfigError as exc:
             self._report_errors("Not saved: the staged config does not validate", exc.errors)
             return
