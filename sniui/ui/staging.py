@@ -19,25 +19,17 @@ Textual is not imported here: the screens own the presentation.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any
 
-from sniui.commands.check import ExpectationResult
 from sniui.config.loader import ConfigError, LocatedIssue, save_config, validate_data
-from sniui.config.models import Config, Expectation, format_loc, route_labels
-from sniui.config.patterns import PatternKind, parse_pattern
+from sniui.config.models import Config, Expectation, format_loc
 from sniui.routing.table import RouteTable
-
-RouteData = dict[str, Any]
-
-# Form fields that hold lists in the YAML; the editor shows them as comma-separated text.
-LIST_FIELDS = ("sni", "allow", "allow_clients", "alpn")
-# Form fields the route editor offers, in display order. Fields a route has that
-# the form does not show (e.g. description, min_version) are kept untouched.
-FORM_FIELDS = ("name", "sni", "upstream", "mode", "certificate", "client_ca", "proxy_protocol", "allow", "allow_clients")
-
+from sniui.ui.route_data import RouteData, RouteRow, labels_of, precedence_rows
+from sniui.ui.staged_diff import (
+    EntryChange, ExpectationChange, ExpectationOutcome, RouteChange, StagedDiff, evaluate_expectation, fallback_change,
+)
 
 # -- validation results ----------------------------------------------------------
 
@@ -93,231 +85,6 @@ class Validation:
         return [i for i in self.issues if i.severity == "warning"]
 
 
-# -- the diff ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RouteChange:
-    kind: Literal["added", "removed", "changed", "moved"]
-    label: str
-    old_index: int | None
-    new_index: int | None
-    fields: tuple[str, ...] = ()     # for "changed": the fields whose value differs
-    before: RouteData | None = None
-    after: RouteData | None = None
-
-    def describe(self) -> str:
-        if self.kind == "added":
-            return f"+ routes[{self.new_index}] {self.label}: {_route_brief(self.after)}"
-        if self.kind == "removed":
-            return f"- routes[{self.old_index}] {self.label}: {_route_brief(self.before)}"
-        if self.kind == "moved":
-            return f"↕ {self.label}: routes[{self.old_index}] → routes[{self.new_index}]"
-        moved = f" (was routes[{self.old_index}])" if self.old_index != self.new_index else ""
-        parts = []
-        for name in self.fields:
-            old = (self.before or {}).get(name)
-            new = (self.after or {}).get(name)
-            parts.append(f"{name}: {_show(old)} → {_show(new)}")
-        return f"~ routes[{self.new_index}] {self.label}{moved}: " + "; ".join(parts)
-
-
-@dataclass(frozen=True, slots=True)
-class EntryChange:
-    """A change to a named entry of a mapping section (certificates, upstreams)."""
-
-    section: str
-    kind: Literal["added", "removed", "changed"]
-    name: str
-
-    def describe(self) -> str:
-        mark = {"added": "+", "removed": "-", "changed": "~"}[self.kind]
-        return f"{mark} {self.section}.{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectationOutcome:
-    """One `tests:` entry run against one route table."""
-
-    index: int
-    sni: str | None
-    alpn: str | None
-    expect: str
-    result: str                 # "reject" or the rendered upstream
-    route: str | None           # the deciding route label ("default", "no_sni" for fallbacks)
-    passed: bool
-    summary: str                # Decision.summary: the line `sniui match` prints first
-
-    @property
-    def decision_key(self) -> tuple[str, str | None]:
-        return (self.result, self.route)
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectationChange:
-    before: ExpectationOutcome | None     # None: the running table could not evaluate it (new test)
-    after: ExpectationOutcome
-
-    @property
-    def breaks(self) -> bool:
-        return not self.after.passed and (self.before is None or self.before.passed)
-
-    @property
-    def fixes(self) -> bool:
-        return self.after.passed and self.before is not None and not self.before.passed
-
-    def describe(self) -> str:
-        name = self.after.sni if self.after.sni is not None else "(no SNI)"
-        verdict = "now FAILS" if self.breaks else ("now passes" if self.fixes else ("passes" if self.after.passed else "still fails"))
-        was = f"{self.before.result} via {self.before.route}" if self.before else "(not run)"
-        return f"{name}: {was} → {self.after.result} via {self.after.route}; expect {self.after.expect}: {verdict}"
-
-
-@dataclass(frozen=True)
-class StagedDiff:
-    routes: tuple[RouteChange, ...] = ()
-    entries: tuple[EntryChange, ...] = ()
-    sections: tuple[str, ...] = ()              # other top-level sections that differ
-    tests: tuple[ExpectationChange, ...] = ()   # expectations whose decision or verdict changes
-    fallbacks: tuple[str, ...] = ()             # `default` / `no_sni` changes, one line each
-
-    @property
-    def empty(self) -> bool:
-        return not (self.routes or self.entries or self.sections or self.tests)
-
-    @property
-    def breaking_tests(self) -> list[ExpectationChange]:
-        return [t for t in self.tests if t.breaks]
-
-    def lines(self) -> list[str]:
-        """A plain-text rendering; the dialog colours the same facts."""
-        out: list[str] = []
-        if self.routes:
-            out.append("routes:")
-            out += ["  " + change.describe() for change in self.routes]
-        if self.entries:
-            out.append("entries:")
-            out += ["  " + change.describe() for change in self.entries]
-        if self.fallbacks:
-            out += self.fallbacks
-        others = [name for name in self.sections if name not in ("default", "no_sni")]
-        if others:
-            out.append("sections changed: " + ", ".join(others))
-        if self.tests:
-            out.append("tests that change:")
-            out += ["  " + change.describe() for change in self.tests]
-        return out or ["no changes"]
-
-
-# -- precedence rows for the routes table ---------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRow:
-    """One pattern of one route, as the routes table lists it."""
-
-    route_index: int | None     # None for the default / no_sni rows
-    pattern_index: int
-    label: str
-    kind: str                   # exact | wildcard | trailing wildcard | regex | default | no_sni | invalid
-    pattern: str
-    upstream: str
-    mode: str
-    error: str | None = None
-
-    @property
-    def key(self) -> str:
-        return "default" if self.route_index is None and self.kind == "default" else (
-            "no_sni" if self.route_index is None else f"{self.route_index}:{self.pattern_index}")
-
-
-def precedence_rows(data: dict[str, Any]) -> list[RouteRow]:
-    """Every pattern of the working copy in the order the table consults them.
-
-    Works on data that does not validate yet: a pattern that does not parse is
-    listed last among the routes, marked invalid, so the user can still select
-    and fix it.
-    """
-    routes: list[RouteData] = list(data.get("routes") or [])
-    labels = _labels(routes)
-    ranked: list[tuple[tuple, RouteRow]] = []
-    for i, (label, route) in enumerate(zip(labels, routes)):
-        sni = route.get("sni") or []
-        for j, text in enumerate([sni] if isinstance(sni, str) else sni):
-            upstream = str(route.get("upstream", ""))
-            mode = str(route.get("mode", "passthrough"))
-            try:
-                pattern = parse_pattern(text)
-            except (ValueError, TypeError) as exc:
-                ranked.append(((9, 0, i, j), RouteRow(i, j, label, "invalid", str(text), upstream, mode, str(exc))))
-                continue
-            # nginx's order: exact, longest leading wildcard, longest trailing wildcard, regexes in file order.
-            specificity = -pattern.specificity if pattern.kind in (PatternKind.LEADING_WILDCARD, PatternKind.TRAILING_WILDCARD) else 0
-            ranked.append(((int(pattern.kind), specificity, i, j), RouteRow(i, j, label, pattern.kind.label, pattern.text, upstream, mode)))
-    rows = [row for _, row in sorted(ranked, key=lambda item: item[0])]
-    for name in ("no_sni", "default"):
-        fallback = data.get(name)
-        if name == "default" and fallback is None:
-            fallback = {}
-        if fallback is None:
-            continue
-        action = fallback.get("action", "reject")
-        target = fallback.get("upstream") or "" if action == "route" else f"reject ({fallback.get('reject_with', 'alert')})"
-        rows.append(RouteRow(None, 0, name, name, "(no SNI)" if name == "no_sni" else "(anything else)", target, "passthrough"))
-    return rows
-
-
-def _labels(routes: list[RouteData]) -> list[str]:
-    # route_labels only reads .name and .sni, so a stand-in lets invalid routes keep a label too.
-    stand_ins = []
-    for route in routes:
-        sni = route.get("sni") or ["(no sni)"]
-        stand_ins.append(SimpleNamespace(name=route.get("name") or None, sni=[sni] if isinstance(sni, str) else list(sni) or ["(no sni)"]))
-    return route_labels(stand_ins)  # type: ignore[arg-type]
-
-
-# -- form text <-> route data -------------------------------------------------------------
-
-
-def route_to_fields(route: RouteData) -> dict[str, str]:
-    """The text each editor field starts with."""
-    out: dict[str, str] = {}
-    for name in FORM_FIELDS:
-        value = route.get(name)
-        if value is None:
-            out[name] = "passthrough" if name == "mode" else ""
-        elif isinstance(value, list):
-            out[name] = ", ".join(str(v) for v in value)
-        else:
-            out[name] = str(value)
-    return out
-
-
-def fields_to_route(fields: dict[str, str], base: RouteData | None = None) -> RouteData:
-    """Route data from editor text; fields the form does not show are kept from `base`.
-
-    Empty text means "not set", so the model's default applies — the same as
-    leaving the key out of the YAML.
-    """
-    route: RouteData = {k: copy.deepcopy(v) for k, v in (base or {}).items() if k not in FORM_FIELDS}
-    for name in FORM_FIELDS:
-        if name not in fields:
-            if base and name in base:
-                route[name] = copy.deepcopy(base[name])
-            continue
-        text = fields[name].strip()
-        if not text:
-            continue
-        if name in LIST_FIELDS:
-            items = [item.strip() for item in text.split(",") if item.strip()]
-            route[name] = items
-        elif name == "mode" and text == "passthrough":
-            continue
-        else:
-            route[name] = text
-    return route
-
-
 # -- the session ------------------------------------------------------------------------------
 
 
@@ -362,7 +129,7 @@ class StagedSession:
         return copy.deepcopy(self._data["routes"][index])
 
     def labels(self) -> list[str]:
-        return _labels(list(self._data.get("routes") or []))
+        return labels_of(list(self._data.get("routes") or []))
 
     @property
     def certificates(self) -> dict[str, dict[str, str]]:
@@ -543,8 +310,8 @@ class StagedSession:
     def diff(self) -> StagedDiff:
         staged_routes = list(self._data.get("routes") or [])
         running_routes = list(self._running_data.get("routes") or [])
-        staged_labels = _labels(staged_routes)
-        running_labels = _labels(running_routes)
+        staged_labels = labels_of(staged_routes)
+        running_labels = labels_of(running_routes)
 
         changes: list[RouteChange] = []
         kept: set[int] = set()
@@ -585,7 +352,7 @@ class StagedSession:
             if name not in ("routes", "certificates", "upstreams") and self._data.get(name) != self._running_data.get(name)
         )
         fallbacks = tuple(
-            _fallback_change(name, self._running_data.get(name), self._data.get(name))
+            fallback_change(name, self._running_data.get(name), self._data.get(name))
             for name in ("default", "no_sni") if name in sections
         )
         return StagedDiff(tuple(changes), tuple(entries), sections, tuple(self._test_changes()), fallbacks)
@@ -624,7 +391,7 @@ class StagedSession:
             return
         self.running = running
         self._running_data = config_data(running)
-        running_labels = _labels(list(self._running_data.get("routes") or []))
+        running_labels = labels_of(list(self._running_data.get("routes") or []))
         self._origins = [running_labels.index(label) if label in running_labels else None for label in self.labels()]
         self._changed()
 
@@ -651,14 +418,6 @@ class StagedSession:
         return backup
 
 
-def evaluate_expectation(table: RouteTable, index: int, test: Expectation) -> ExpectationOutcome:
-    """Run one `tests:` entry with `sniui check`'s own verdict, so the panel and the CLI never disagree."""
-    result = ExpectationResult(test, table.match(test.sni, test.alpn))
-    decision = result.decision
-    return ExpectationOutcome(index, test.sni, test.alpn, test.expect, result.outcome, decision.route,
-                              result.passed, decision.summary)
-
-
 def _issues_under(issues: tuple[LocatedIssue, ...] | list[LocatedIssue], prefix: tuple[Any, ...]) -> FieldCheck:
     found = []
     for issue in issues:
@@ -670,40 +429,7 @@ def _issues_under(issues: tuple[LocatedIssue, ...] | list[LocatedIssue], prefix:
     return FieldCheck(tuple(found))
 
 
-def _fallback_change(name: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
-    if after is None and name == "no_sni":
-        return "- no_sni removed: hellos without SNI follow default"
-    if before is None and name == "no_sni":
-        return f"+ no_sni: {_show_fallback(after)}"
-    return f"~ {name}: {_show_fallback(before)} → {_show_fallback(after)}"
-
-
-def _show_fallback(data: dict[str, Any] | None) -> str:
-    data = data or {}
-    if data.get("action", "reject") == "route":
-        proxy = f" (PROXY {data['proxy_protocol']})" if data.get("proxy_protocol") else ""
-        return f"route to {data.get('upstream') or '?'}{proxy}"
-    return f"reject ({data.get('reject_with', 'alert')})"
-
-
 def _order_matters(route: RouteData) -> bool:
     """File order only decides between regexes (and equal wildcards, which cross_check refuses)."""
     sni = route.get("sni") or []
     return any(str(text).startswith("~") for text in ([sni] if isinstance(sni, str) else sni))
-
-
-def _route_brief(route: RouteData | None) -> str:
-    if not route:
-        return ""
-    sni = route.get("sni") or []
-    names = ", ".join([sni] if isinstance(sni, str) else sni)
-    mode = f" [{route['mode']}]" if route.get("mode") and route["mode"] != "passthrough" else ""
-    return f"{names} → {route.get('upstream', '')}{mode}"
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "(unset)"
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return str(value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from pathlib import Path
 
 import pytest
@@ -447,10 +449,8 @@ def test_every_binding_names_a_real_action() -> None:
 LIVE_DEADLINE = 10.0
 
 
-async def _identity_upstream(name: str, context) -> "asyncio.Server":
+async def _identity_upstream(name: str, context: ssl.SSLContext) -> asyncio.Server:
     """A TLS server that first says who it is, then echoes: enough to see where a client was routed."""
-    import asyncio
-    import ssl
 
     async def serve(reader, writer):
         try:
@@ -468,9 +468,6 @@ async def _identity_upstream(name: str, context) -> "asyncio.Server":
 
 
 async def test_apply_in_the_routes_screen_routes_a_real_tls_client_to_the_new_upstream(tmp_path: Path) -> None:
-    import asyncio
-    import ssl
-
     import trustme
 
     from sniui.engine.engine import Engine

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from sniui.config import ConfigError, load_file, load_text
-from sniui.ui.staging import StagedSession, fields_to_route, precedence_rows, route_to_fields
+from sniui.ui.route_data import fields_to_route, precedence_rows, route_to_fields
+from sniui.ui.staging import StagedSession
 
 CONFIG = r"""
 upstreams:

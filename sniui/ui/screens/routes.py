@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 from sniui.engine.model import EngineSnapshot
 from sniui.ui.format import clip, human_count
 from sniui.ui.screens.staged import StagedScreen
-from sniui.ui.staging import RouteRow
+from sniui.ui.route_data import RouteRow
 from sniui.ui.widgets.confirm import ConfirmDialog
 from sniui.ui.widgets.match_panel import MatchPanel
 from sniui.ui.widgets.route_form import FallbackForm, RouteForm

@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from sniui.ui.staging import StagedDiff
+from sniui.ui.staged_diff import StagedDiff
 from sniui.ui.widgets.tones import tone_styles
 
 

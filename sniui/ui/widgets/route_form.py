@@ -18,7 +18,8 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static
 
-from sniui.ui.staging import FieldCheck, RouteData, fields_to_route, route_to_fields
+from sniui.ui.route_data import RouteData, fields_to_route, route_to_fields
+from sniui.ui.staging import FieldCheck
 
 # (field, label, placeholder, tooltip). Words as the config reference uses them.
 _TEXT_FIELDS: dict[str, tuple[str, str, str]] = {
