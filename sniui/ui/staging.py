@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sniui.config.loader import ConfigError, LocatedIssue, save_config, validate_data
 from sniui.config.models import Config, Expectation, format_loc
@@ -109,7 +109,10 @@ class StagedSession:
         # lets the diff say "changed" even when a route's name or pattern was edited.
         self._origins: list[int | None] = list(range(len(self._data.get("routes") or [])))
         self.revision = 0
-        self._validation: tuple[int, Validation] | None = None
+        # Derived values (validation, tables, diff) cost real time on big configs and
+        # several widgets ask for them per redraw: computed once per revision.
+        self._memo: dict[str, tuple[int, Any]] = {}
+        self._running_table: tuple[Config, RouteTable] | None = None
 
     # -- reading -------------------------------------------------------------
 
@@ -243,11 +246,16 @@ class StagedSession:
             return Validation(None, tuple(exc.issues))
         return Validation(loaded.config, tuple(loaded.warnings))
 
+    def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        hit = self._memo.get(key)
+        if hit is None or hit[0] != self.revision:
+            hit = (self.revision, compute())
+            self._memo[key] = hit
+        return hit[1]
+
     def validate(self) -> Validation:
         """The whole working copy through the config models (cached per revision)."""
-        if self._validation is None or self._validation[0] != self.revision:
-            self._validation = (self.revision, self._validate_data(self._data))
-        return self._validation[1]
+        return self._cached("validation", lambda: self._validate_data(self._data))
 
     def check_route(self, route: RouteData, index: int | None = None) -> FieldCheck:
         """Validate `route` in place of routes[index] (or appended), in the context of everything else.
@@ -288,8 +296,16 @@ class StagedSession:
         return validation.config
 
     def staged_table(self) -> RouteTable | None:
-        validation = self.validate()
-        return RouteTable(validation.config) if validation.config is not None else None
+        def compile_staged() -> RouteTable | None:
+            validation = self.validate()
+            return RouteTable(validation.config) if validation.config is not None else None
+
+        return self._cached("table", compile_staged)
+
+    def running_table(self) -> RouteTable:
+        if self._running_table is None or self._running_table[0] is not self.running:
+            self._running_table = (self.running, RouteTable(self.running))
+        return self._running_table[1]
 
     # -- expectations and the diff -------------------------------------------
 
@@ -308,6 +324,9 @@ class StagedSession:
         return list(self.running.tests)
 
     def diff(self) -> StagedDiff:
+        return self._cached("diff", self._diff)
+
+    def _diff(self) -> StagedDiff:
         staged_routes = list(self._data.get("routes") or [])
         running_routes = list(self._running_data.get("routes") or [])
         staged_labels = labels_of(staged_routes)
@@ -361,7 +380,7 @@ class StagedSession:
         staged = self.staged_table()
         if staged is None:
             return []
-        running = RouteTable(self.running)
+        running = self.running_table()
         out = []
         for i, test in enumerate(self._staged_tests()):
             after = evaluate_expectation(staged, i, test)
