@@ -10,7 +10,7 @@ import pytest
 import yaml
 from textual.widgets import Button, DataTable, Input, Select, Static
 
-from conftest_routes import ScreenHarness, view_for
+from conftest_routes import ScreenHarness, quiet_snapshot as app_snapshot, view_for
 from sniui.config import ConfigError, load_file, load_text
 from sniui.engine.model import Counters
 from sniui.ui.screens.routes import RoutesScreen
@@ -255,6 +255,29 @@ async def test_apply_shows_the_diff_then_swaps_the_views_config(config_path: Pat
         assert not screen.session.unapplied and app.unapplied is False
         assert "staged = running" in str(screen.query_one("#staged-status", Static).render()) or \
             "not saved" in str(screen.query_one("#staged-status", Static).render())
+
+
+async def test_a_refused_apply_keeps_the_staged_edits_and_says_why(config_path: Path) -> None:
+    from sniui.engine.engine import EngineError
+    from sniui.ui.view import ReplayEngineView
+
+    class RefusingView(ReplayEngineView):
+        async def apply(self, config):
+            raise EngineError("cannot listen on 127.0.0.1:1: permission denied")
+
+    view = RefusingView(load_file(config_path).config, [app_snapshot()], config_path=config_path)
+    app = ScreenHarness(view, lambda v: RoutesScreen(v))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.session.add_route({"sni": ["x.example.net"], "upstream": "127.0.0.1:9300"})
+        screen.sync_staged()
+        await pilot.press("A", "y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert len(view.running_config.routes) == 3
+        assert screen.session.unapplied and app.unapplied is True
+        assert any("permission denied" in str(n.message) for n in app._notifications)
 
 
 async def test_apply_cancelled_changes_nothing(config_path: Path) -> None:
