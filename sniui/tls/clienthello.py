@@ -10,11 +10,16 @@ The reader only looks; it never consumes. ``buffered`` hands back every byte
 it was fed so a passthrough route can forward the hello unchanged.
 
 Cost stays linear in the input: record headers are walked as bytes arrive and
-the hello body is parsed once, when its last byte is in.
+the hello body is parsed once, when its last byte is in. The common case (the
+whole hello in one record, arriving in one chunk) is read in one pass over the
+caller's bytes without copying them; anything unusual in the body sends the
+parse to the field-by-field reader, which is the reference and words every
+refusal, so both paths always give the same answer.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from . import alerts
@@ -71,7 +76,8 @@ _LONGEST_HTTP_START = max(len(start) for start in _HTTP_REQUEST_STARTS)
 # hostnames but common in real service names, and routing on them is
 # harmless. Everything else (NUL, space, '/', ':', non-ASCII) could smuggle a
 # different meaning into logs, templates or upstream names.
-_HOST_NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+_HOST_NAME_ALPHABET = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
+_HOST_NAME_BYTES = frozenset(_HOST_NAME_ALPHABET)
 _MAX_HOST_NAME = 253
 _MAX_LABEL = 63
 
@@ -128,12 +134,18 @@ class ClientHelloReader:
     caller has already taken over the stream.
     """
 
+    __slots__ = (
+        "_max_size", "_max_record_bytes", "_buffer", "_whole", "_result", "_looks_like_tls", "_cursor",
+        "_record_remaining", "_records_seen", "_record_version", "_handshake", "_hello_length",
+    )
+
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         if max_size < 0:
             raise ValueError(f"max_size must not be negative, got {max_size}")
         self._max_size = max_size
         self._max_record_bytes = max_size + _HANDSHAKE_HEADER_SIZE + _RECORD_HEADER_ALLOWANCE * _RECORD_HEADER_SIZE
         self._buffer = bytearray()
+        self._whole: bytes | None = None   # the first chunk, when it held the whole hello
         self._result: ClientHello | Reject | None = None
         self._looks_like_tls = False
         # Offset in _buffer of the next record header or payload byte.
@@ -146,6 +158,8 @@ class ClientHelloReader:
 
     @property
     def buffered(self) -> bytes:
+        if self._whole is not None:
+            return self._whole
         return bytes(self._buffer)
 
     @property
@@ -156,11 +170,32 @@ class ClientHelloReader:
     def feed(self, data: bytes) -> Result:
         if self._result is not None:
             return self._result
+        if not self._buffer and len(data) > _RECORD_HEADER_SIZE + _HANDSHAKE_HEADER_SIZE and data[0] == _CONTENT_TYPE_HANDSHAKE:
+            hello = self._read_whole(bytes(data))
+            if hello is not None:
+                self._result = hello
+                return hello
         self._buffer += data
         answer = self._advance()
         if not isinstance(answer, NeedMore):
             self._result = answer
         return answer
+
+    def _read_whole(self, data: bytes) -> ClientHello | None:
+        """The common case in one pass: one record holding exactly the whole hello,
+        all in this first chunk. None sends the bytes down the general path."""
+        _, major, record_length, message_type, length_high, length_low = _WHOLE_HEADER.unpack_from(data)
+        hello_length = length_high << 16 | length_low
+        end = _RECORD_HEADER_SIZE + record_length
+        if (major != 3 or message_type != _HANDSHAKE_TYPE_CLIENT_HELLO or record_length > _MAX_RECORD_PAYLOAD
+                or record_length != _HANDSHAKE_HEADER_SIZE + hello_length or hello_length > self._max_size
+                or len(data) < end):
+            return None
+        fields = _parse_body_fast(data, _RECORD_HEADER_SIZE + _HANDSHAKE_HEADER_SIZE, end)
+        if fields is None:
+            return None
+        self._whole = data
+        return ClientHello(*fields, data[1] << 8 | data[2], hello_length, end)
 
     def _advance(self) -> Result:
         if not self._looks_like_tls:
@@ -276,7 +311,11 @@ class ClientHelloReader:
         return self._finish()
 
     def _finish(self) -> ClientHello | Reject:
-        body = memoryview(bytes(self._handshake))[_HANDSHAKE_HEADER_SIZE:]
+        message = bytes(self._handshake)
+        fast = _parse_body_fast(message, _HANDSHAKE_HEADER_SIZE, len(message))
+        if fast is not None:
+            return ClientHello(*fast, self._record_version, len(message) - _HANDSHAKE_HEADER_SIZE, self._cursor)
+        body = memoryview(message)[_HANDSHAKE_HEADER_SIZE:]
         try:
             fields = _parse_client_hello_body(body)
         except _Refused as refused:
@@ -328,6 +367,116 @@ def _classify_stream_start(prefix: bytes) -> NeedMore | Reject | None:
 
 def _printable(raw: bytes) -> str:
     return repr(raw.decode("ascii", "backslashreplace"))
+
+
+# Record header (type, major, minor, length) and handshake header (type, 24-bit length).
+_WHOLE_HEADER = struct.Struct(">BBxHBBH")
+_U16_PAIR = struct.Struct(">HH")
+_U16_VECTORS = [struct.Struct(f">{count}H") for count in range(129)]   # the usual list sizes, compiled once
+_GREASE_VALUES = frozenset(0x0A0A + 0x1010 * i for i in range(16))
+
+
+def _u16_list(buf: bytes, pos: int, count: int) -> tuple[int, ...]:
+    layout = _U16_VECTORS[count] if count < len(_U16_VECTORS) else struct.Struct(f">{count}H")
+    return layout.unpack_from(buf, pos)
+
+
+def _parse_body_fast(buf: bytes, pos: int, end: int) -> tuple | None:
+    """The hello body in buf[pos:end], read with offsets and struct in one pass.
+
+    Returns the first seven ClientHello fields (sni … ech) when the body is
+    well formed, or None at the first thing that is not: the reference parser
+    (`_parse_client_hello_body`) then finds and words the problem. It must
+    accept exactly what the reference accepts, with the same fields.
+    """
+    if pos + 35 > end:
+        return None
+    legacy_version = buf[pos] << 8 | buf[pos + 1]
+    session_id_length = buf[pos + 34]
+    if session_id_length > _MAX_SESSION_ID:
+        return None
+    pos += 35 + session_id_length                 # legacy_version, random, legacy_session_id
+    if pos + 2 > end:
+        return None
+    suites_length = buf[pos] << 8 | buf[pos + 1]
+    pos += 2
+    if suites_length < 2 or suites_length & 1 or pos + suites_length > end:
+        return None
+    cipher_suites = _u16_list(buf, pos, suites_length >> 1)
+    pos += suites_length
+    if pos >= end:
+        return None
+    compression_length = buf[pos]
+    pos += 1 + compression_length
+    if compression_length < 1 or pos > end:
+        return None
+    sni: str | None = None
+    alpn: tuple[str, ...] = ()
+    versions: tuple[int, ...] = ()
+    ech = False
+    if pos == end:
+        return sni, alpn, legacy_version, versions, cipher_suites, (), ech
+    if pos + 2 > end or pos + 2 + (buf[pos] << 8 | buf[pos + 1]) != end:
+        return None
+    pos += 2
+    types = []
+    unpack_pair = _U16_PAIR.unpack_from
+    while pos < end:
+        if pos + 4 > end:
+            return None
+        extension_type, length = unpack_pair(buf, pos)
+        pos += 4
+        data_end = pos + length
+        if data_end > end:
+            return None
+        types.append(extension_type)
+        if extension_type == _EXT_SERVER_NAME:
+            # Exactly one host_name entry, filling the list, filling the extension.
+            if (length < 6 or (buf[pos] << 8 | buf[pos + 1]) != length - 2 or buf[pos + 2] != _SNI_NAME_TYPE_HOST_NAME
+                    or (buf[pos + 3] << 8 | buf[pos + 4]) != length - 5):
+                return None
+            sni = _host_name_fast(buf[pos + 5:data_end])
+            if sni is None:
+                return None
+        elif extension_type == _EXT_ALPN:
+            if length < 4 or (buf[pos] << 8 | buf[pos + 1]) != length - 2:
+                return None
+            protocols = []
+            at = pos + 2
+            while at < data_end:
+                size = buf[at]
+                at += 1
+                if size == 0 or at + size > data_end:
+                    return None
+                protocols.append(buf[at:at + size].decode("ascii", "backslashreplace"))
+                at += size
+            alpn = tuple(protocols)
+        elif extension_type == _EXT_SUPPORTED_VERSIONS:
+            if length < 3 or buf[pos] != length - 1 or length & 1 == 0:
+                return None
+            offered = _u16_list(buf, pos + 1, (length - 1) >> 1)
+            versions = tuple(v for v in offered if v not in _GREASE_VALUES)
+        elif extension_type == _EXT_ENCRYPTED_CLIENT_HELLO:
+            ech = True
+        pos = data_end
+    if len(set(types)) != len(types):
+        return None
+    return sni, alpn, legacy_version, versions, cipher_suites, tuple(types), ech
+
+
+def _host_name_fast(raw: bytes) -> str | None:
+    """`_normalise_host_name` for the names it accepts; None for any it would refuse."""
+    if raw.translate(None, _HOST_NAME_ALPHABET):
+        return None
+    name = raw.decode("ascii").lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name or len(name) > _MAX_HOST_NAME:
+        return None
+    for label in name.split("."):
+        if not label or len(label) > _MAX_LABEL:
+            return None
+    return name
 
 
 class _Refused(Exception):
