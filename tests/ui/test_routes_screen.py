@@ -217,6 +217,30 @@ async def test_match_panel_decisions_and_explanations(config_path: Path) -> None
         assert panel.name_input.value == "unknown.example.net"
 
 
+async def test_match_panel_resolves_the_rendered_upstream_in_a_worker(config_path: Path) -> None:
+    from tests.ui.conftest import wait_for
+
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.session.add_route({"sni": ["local.example.org"], "upstream": "localhost:443"})
+        screen.session.add_route({"sni": ["gone.example.org"], "upstream": "no-such-host.invalid:443"})
+        screen.sync_staged()
+        panel = screen.query_one(MatchPanel)
+        resolve = screen.query_one("#match-resolve", Static)
+
+        await _fill(pilot, "#match-name", "local.example.org")
+        assert panel.resolve_state == "resolving"
+        await wait_for(pilot, lambda: panel.resolve_state != "resolving", what="localhost to resolve")
+        assert panel.resolve_state == "ok" and "localhost →" in str(resolve.render())
+
+        await _fill(pilot, "#match-name", "gone.example.org")
+        await wait_for(pilot, lambda: panel.resolve_state != "resolving", what="the lookup to fail")
+        assert panel.resolve_state == "fail" and "FAILED" in str(resolve.render())
+        assert resolve.has_class("-fail")
+
+
 async def test_tests_panel_shows_pass_fail_against_the_staged_table(config_path: Path) -> None:
     app = harness(config_path)
     async with app.run_test(size=(120, 40)) as pilot:
