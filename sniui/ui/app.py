@@ -189,8 +189,14 @@ def screen_commands(screen: Screen) -> Iterable[SystemCommand]:
             continue
         seen.add(binding.action)
         title = binding.tooltip or binding.description
-        yield SystemCommand(f"{binding.description} [{binding.key_display or binding.key}]", title,
-                            lambda action=binding.action: screen.run_action(action))
+        yield SystemCommand(f"{binding.description} ({_key_label(binding)})", title,
+                            # run_action is a coroutine: call_later awaits it on the screen's own queue
+                            lambda action=binding.action: screen.call_later(screen.run_action, action))
+
+
+def _key_label(binding: Binding) -> str:
+    key = binding.key_display or binding.key.split(",")[0]
+    return {"slash": "/", "question_mark": "?", "escape": "esc"}.get(key, key)
 
 
 def create_app(view: EngineView, *, demo_text: str | None = None, demo_traffic=None,

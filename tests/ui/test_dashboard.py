@@ -170,8 +170,8 @@ async def test_read_only_hides_close(replay_app):
         await pilot.press("k")
         assert isinstance(app.screen, DashboardScreen)  # no dialog
         assert any(c.id == victim for c in app.view.snapshot().connections)
-        footer_keys = {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
-        assert "close_connection" not in {a for a in footer_keys} or not app.screen.check_action("close_connection", ())
+        assert app.screen.check_action("close_connection", ()) is False  # hidden, not merely disabled
+        assert "Close" not in screen_text(app).splitlines()[-1]           # so the footer does not offer it
 
 
 async def test_recent_and_servers_tabs(replay_app):
@@ -180,6 +180,11 @@ async def test_recent_and_servers_tabs(replay_app):
         await pilot.press("r")
         rendered = screen_text(app)
         assert "connect failed" in rendered and "rejected: no route" in rendered
+        await pilot.press("e")  # errors only
+        rendered = screen_text(app)
+        assert "connect failed" in rendered and "client closed" not in rendered
+        await pilot.press("e")
+        assert "client closed" in screen_text(app)
         await pilot.press("u")
         rendered = screen_text(app)
         assert "DOWN" in rendered and "10.0.1.13:443" in rendered
@@ -308,8 +313,8 @@ async def test_command_palette_offers_the_screen_actions(replay_app):
         await pilot.pause()
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Go to Dashboard", "Go to Routes", "Go to Certificates", "Go to Logs"} <= set(titles)
-        assert any(t.startswith("Group [g]") for t in titles)
-        assert any(t.startswith("Close [k]") for t in titles)
+        assert any(t.startswith("Group (g)") for t in titles)
+        assert any(t.startswith("Close (k)") for t in titles)
         # running a palette command runs the same action as its key
         command = next(c for c in screen_commands(app.screen) if c.title.startswith("Group"))
         command.callback()
@@ -320,4 +325,32 @@ async def test_command_palette_offers_the_screen_actions(replay_app):
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        assert not any(t.startswith("Close [k]") for t in titles)
+        assert not any(t.startswith("Close (k)") for t in titles)
+
+
+async def test_clicking_a_header_sorts_by_it(replay_app):
+    from sniui.ui.rows import COLUMNS
+
+    app = replay_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(ConnectionsTable)
+        x = 0
+        for key, _, width in COLUMNS:
+            if key == "down":
+                break
+            x += width + 2 * table.cell_padding
+        await pilot.click(ConnectionsTable, offset=(x + 2, 0))
+        assert app.screen.sort_column == "down"
+        await pilot.click(ConnectionsTable, offset=(x + 2, 0))  # again: reversed
+        assert app.screen.sort_reverse
+
+
+async def test_unapplied_marker_shows_in_the_header(replay_app):
+    app = replay_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert "unapplied" not in screen_text(app).splitlines()[0]
+        app.unapplied = True  # what the routes and certificates screens set while edits are staged
+        await pilot.pause()
+        assert "● unapplied changes" in screen_text(app).splitlines()[0]

@@ -55,6 +55,8 @@ class DashboardScreen(Screen):
                 tooltip="Recently closed connections with their close reasons"),
         Binding("u", "show_tab('servers')", "Servers", id="dashboard.servers", show=False,
                 tooltip="Upstream servers and their health"),
+        Binding("e", "toggle_errors", "Errors only", id="dashboard.errors", show=False,
+                tooltip="Recently closed: show only connections that ended in an error, or all again"),
         Binding("escape", "back", "Back", id="dashboard.back", show=False,
                 tooltip="Close the detail panel, else clear the filter"),
     ]
@@ -70,6 +72,7 @@ class DashboardScreen(Screen):
         self.sort_reverse = False
         self.expanded: set[str] = set()
         self.detail_id: int | None = None
+        self.errors_only = False
         self.last_rows: RowSet | None = None
         self._snapshot: EngineSnapshot | None = None
         self._rates: dict[int, float] = {}
@@ -130,7 +133,10 @@ class DashboardScreen(Screen):
             if active == "live":
                 self._show_connections(snapshot, now)
             elif active == "closed":
-                self.query_one(RecentTable).show(snapshot.recent, now)
+                recent = snapshot.recent
+                if self.errors_only:
+                    recent = tuple(c for c in recent if c.close_reason is not None and c.close_reason.is_error)
+                self.query_one(RecentTable).show(recent, now)
             else:
                 self.query_one(ServersTable).show(snapshot.servers, now)
             self._label_tabs(snapshot)
@@ -212,7 +218,8 @@ class DashboardScreen(Screen):
         errors = sum(1 for c in snapshot.recent if c.close_reason is not None and c.close_reason.is_error)
         labels = {
             "live": f"Live {len(snapshot.connections)}",
-            "closed": f"Closed {len(snapshot.recent)}" + (f" ({errors} err)" if errors else ""),
+            "closed": (f"Closed: errors only {errors}" if self.errors_only else
+                       f"Closed {len(snapshot.recent)}" + (f" ({errors} err)" if errors else "")),
             "servers": f"Servers {len(snapshot.servers)}" + (f" ({down} down)" if down else ""),
         }
         for pane_id, label in labels.items():
@@ -403,6 +410,14 @@ class DashboardScreen(Screen):
     def watch_paused(self) -> None:
         if self._snapshot is not None:
             self._show_status(self._snapshot)
+
+    def action_toggle_errors(self) -> None:
+        self.errors_only = not self.errors_only
+        tabs = self.query_one(TabbedContent)
+        if tabs.active != "closed":
+            tabs.active = "closed"  # activating the tab refreshes it
+        else:
+            self.refresh_now()
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab

@@ -65,7 +65,11 @@ class HelpScreen(ModalScreen[None]):
         width: 90%; max-width: 120; height: 90%; border: thick $primary 60%; background: $surface; padding: 0 1;
     }
     """
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close", tooltip="Back")]
+    BINDINGS = [
+        Binding("escape,q,question_mark", "dismiss", "Close", id="help.close", tooltip="Back"),
+        Binding("c", "copy_demo", "Copy curl lines", id="help.copy_demo",
+                tooltip="Copy the demo's curl lines to the clipboard (OSC 52; most terminals allow it)"),
+    ]
 
     def compose(self) -> ComposeResult:
         read_only = bool(getattr(self.app, "view", None) and self.app.view.read_only)  # type: ignore[attr-defined]
@@ -76,10 +80,23 @@ class HelpScreen(ModalScreen[None]):
             parts.append(Text("Read-only: actions that change anything are hidden.", style="bold"))
         demo = getattr(self.app, "demo_text", None)
         if demo:
-            parts += [Text("\nDemo", style="bold"), Text(demo, no_wrap=True, overflow="ellipsis")]
+            # Folded, never cut: these lines are meant to be copied (c copies them whole).
+            parts += [Text("\nDemo  (c copies these lines)", style="bold"), Text(demo, overflow="fold")]
         with VerticalScroll() as scroll:
             scroll.border_title = "help · esc closes"
             yield Static(Group(*parts))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "copy_demo":
+            return bool(getattr(self.app, "demo_text", None))
+        return True
+
+    def action_copy_demo(self) -> None:
+        demo = getattr(self.app, "demo_text", None)
+        if demo:
+            commands = [line.strip() for line in demo.splitlines() if line.strip().startswith(("curl ", "openssl "))]
+            self.app.copy_to_clipboard("\n".join(commands) + "\n")
+            self.notify(f"copied {len(commands)} command lines", timeout=3)
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
