@@ -10,14 +10,18 @@ exists only while resolving and connecting. Timeouts (hello, idle) are
 enforced by the engine's ticker, not by a timer per connection.
 
 After the routing decision, `_passthrough` connects and relays the bytes
-already read; a terminating route goes to `_terminate`, where TLS termination
-(an ssl.SSLObject over MemoryBIOs fed with those same bytes) slots in.
+already read; a terminating route goes to `_terminate`, which hands the
+client transport to a `TerminatingRelay` (terminate.py): an ssl.SSLObject
+over MemoryBIOs fed with those same bytes. Once its handshake completes the
+connection dials the upstream exactly as for passthrough (same dialer, PROXY
+header, counters) and the relay moves plaintext.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 import time
 from typing import TYPE_CHECKING
@@ -27,7 +31,9 @@ from sniui.engine.dialer import DialError
 from sniui.engine.model import CloseReason, ConnectionInfo, ConnState
 from sniui.engine.proxy_protocol import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
 from sniui.engine.relay import CLIENT
+from sniui.engine.terminate import TerminatingRelay, peer_subject
 from sniui.tls import alerts
+from sniui.tls.contexts import ContextError, describe_ssl_error
 from sniui.tls.clienthello import ClientHello, ClientHelloReader, NeedMore, Reject, is_grease
 
 if TYPE_CHECKING:
@@ -56,7 +62,7 @@ class Connection(asyncio.Protocol):
         "closed", "close_reason", "close_detail",
         "reader", "proxy_reader", "first_bytes", "task", "pool", "server",
         "listener_stats", "route_stats", "upstream_stats",
-        "client_eof", "upstream_eof", "first_eof", "cached_info",
+        "client_eof", "upstream_eof", "first_eof", "cached_info", "pending",
     )
 
     def __init__(self, engine: Engine, listener: Listener) -> None:
@@ -104,6 +110,7 @@ class Connection(asyncio.Protocol):
         self.client_eof = self.upstream_eof = False
         self.first_eof: str | None = None
         self.cached_info: ConnectionInfo | None = None
+        self.pending: Decision | None = None   # a terminating route's decision, during the handshake
 
     # -- the accepted socket ------------------------------------------------------------
 
@@ -248,18 +255,44 @@ class Connection(asyncio.Protocol):
     # -- after the decision -----------------------------------------------------------------
 
     def _terminate(self, decision: Decision) -> None:
-        # TLS termination replays self.first_bytes into an SSLObject here.
-        self.finish(CloseReason.TLS_HANDSHAKE_FAILED, "termination not built yet")
+        """Complete the TLS handshake ourselves with the route's certificate, then connect."""
+        try:
+            context = self.engine.contexts.select_context(decision)
+        except (ContextError, ValueError) as exc:
+            # The config was applied with working contexts, so this is a file gone since.
+            self.transport.write(alerts.fatal_alert(alerts.INTERNAL_ERROR, self.record_version))
+            self.finish(CloseReason.ERROR, f"no TLS context for route {decision.route!r}: {exc}")
+            return
+        self.state = ConnState.HANDSHAKING
+        self.active_mono = time.monotonic()   # the ticker bounds the handshake from here
+        self.cached_info = None
+        self.pending = decision
+        relay = TerminatingRelay(self, context)
+        self.relay = relay
+        first, self.first_bytes = self.first_bytes, b""
+        relay.begin(self.transport, first)
+
+    def handshake_completed(self, tls: ssl.SSLObject) -> None:
+        """Called by the TerminatingRelay: the client is verified; dial the upstream."""
+        decision, self.pending = self.pending, None
+        if self.state is not ConnState.HANDSHAKING or decision is None:
+            return
+        if tls.context.verify_mode == ssl.CERT_REQUIRED:
+            self.client_subject = peer_subject(tls)
+        self.state = ConnState.CONNECTING
+        self.cached_info = None
+        self.transport.pause_reading()
+        self.task = asyncio.get_running_loop().create_task(self._connect(decision))
 
     def _passthrough(self, decision: Decision) -> None:
         self.state = ConnState.CONNECTING
+        self.relay = self.engine.relay_factory(self)
         self.transport.pause_reading()
         self.task = asyncio.get_running_loop().create_task(self._connect(decision))
 
     async def _connect(self, decision: Decision) -> None:
         engine = self.engine
-        relay = engine.relay_factory(self)
-        self.relay = relay
+        relay = self.relay
         decided = time.monotonic()
         try:
             dialed = await engine.upstreams.dial(decision, self.client_ip, relay.upstream_protocol)
@@ -349,6 +382,7 @@ class Connection(asyncio.Protocol):
         self.closed = time.time()
         self.cached_info = None
         self.reader = self.proxy_reader = None
+        self.pending = None
         task = self.task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
@@ -394,6 +428,8 @@ class Connection(asyncio.Protocol):
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return "TLS: " + describe_ssl_error(exc)
     if isinstance(exc, ConnectionResetError):
         return "connection reset by peer"
     if isinstance(exc, BrokenPipeError):

@@ -23,6 +23,14 @@ events
     `add_close_hook(fn)` is the lossless, synchronous alternative for the
     access log: `fn(ConnectionInfo)` for every closed connection.
 
+Terminating routes: the engine holds the server `ssl.SSLContext`s
+(`ServerContexts`). A config whose certificates have error findings
+(tls/certificates.py), or whose contexts cannot be built, is refused by
+`Engine(config)` and by `apply()`, and the running config keeps serving; an
+error the running config already has (a certificate that expired since it
+was applied) does not block other changes, as in the TUI. `apply()` updates
+the contexts after its listeners are bound and before the swap.
+
 Per connection the relay only bumps two integers; hello and idle timeouts
 and the rate ring are enforced by one ticker task, not a timer per connection.
 """
@@ -33,6 +41,7 @@ import asyncio
 import itertools
 import math
 import time
+from datetime import datetime, timezone
 from typing import Callable
 
 from sniui.config.models import Config, cross_check, format_loc
@@ -48,6 +57,8 @@ from sniui.engine.model import (
 from sniui.engine.registry import Registry
 from sniui.engine.relay import BufferedRelay
 from sniui.routing.table import RouteTable
+from sniui.tls.certificates import validate_certificates
+from sniui.tls.contexts import ContextError, ServerContexts
 
 __all__ = ["Engine", "EngineError"]
 
@@ -74,10 +85,16 @@ class Engine:
         self.registry = Registry()
         self.admission = Admission(config.limits.max_connections, config.limits.max_connections_per_client)
         self.events = EventBus()
+        self.contexts = ServerContexts()
         try:
             self.table = RouteTable(config)
             self.upstreams = Upstreams(config, notify=self._notify, count_failure=self._count_upstream_failure)
         except ValueError as exc:
+            raise EngineError(f"config refused: {exc}") from exc
+        _refuse_certificate_errors(config, None)
+        try:
+            self.contexts.update(config)
+        except ContextError as exc:
             raise EngineError(f"config refused: {exc}") from exc
         self.listeners: dict[str, Listener] = {}
         self.ids = itertools.count(1)
@@ -119,6 +136,7 @@ class Engine:
             try:
                 _refuse_invalid(config)
                 table = RouteTable(config)
+                _refuse_certificate_errors(config, self.config)
                 upstreams = self.upstreams.reconfigured(config)
             except EngineError as exc:
                 self._notify("config_refused", "error", str(exc))
@@ -138,6 +156,13 @@ class Engine:
                 listener.close()
             try:
                 opened = await self._open_listeners(fresh) if not self.draining else []
+                try:
+                    # Certificates were validated above; this loads them for serving.
+                    self.contexts.update(config)
+                except ContextError as exc:
+                    for listener in opened:
+                        listener.close()
+                    raise EngineError(f"config refused: {exc}") from exc
             except EngineError as exc:
                 for listener in yielding:
                     try:
@@ -339,6 +364,7 @@ class Engine:
         hello_timeout, idle_timeout = timeouts.client_hello, timeouts.idle
         expired: list[tuple[Connection, CloseReason, str]] = []
         reading, established, closing = ConnState.READING_HELLO, ConnState.ESTABLISHED, ConnState.CLOSING
+        handshaking = ConnState.HANDSHAKING
         for c in self.registry.live.values():
             total = c.bytes_up + c.bytes_down
             if total != c.seen_total:
@@ -354,6 +380,11 @@ class Engine:
             elif state is established or state is closing:
                 if now - c.active_mono >= idle_timeout:
                     expired.append((c, CloseReason.IDLE_TIMEOUT, f"no bytes either way for {idle_timeout:g}s"))
+            elif state is handshaking:
+                # A terminating route's handshake (no plaintext moves yet) gets the hello's budget.
+                if now - c.active_mono >= hello_timeout:
+                    expired.append((c, CloseReason.TLS_HANDSHAKE_FAILED,
+                                    f"TLS handshake not complete within {hello_timeout:g}s"))
         for c, reason, detail in expired:
             c.finish(reason, detail, abort=True)
         if wall >= self._next_sample:
@@ -366,3 +397,17 @@ def _refuse_invalid(config: Config) -> None:
     if errors:
         lines = "; ".join(f"{format_loc(i.loc)}: {i.message}" if i.loc else i.message for i in errors)
         raise EngineError(f"config refused: {lines}")
+
+
+def _refuse_certificate_errors(config: Config, running: Config | None) -> None:
+    """Raise EngineError for certificate error findings `running` does not already have."""
+    if not config.certificates:
+        return
+    now = datetime.now(timezone.utc)
+    errors = [f for f in validate_certificates(config, now) if f.severity == "error"]
+    if errors and running is not None and running.certificates:
+        # One the engine already runs with (expired since) must not block every other change.
+        known = {(f.loc, f.message) for f in validate_certificates(running, now) if f.severity == "error"}
+        errors = [f for f in errors if (f.loc, f.message) not in known]
+    if errors:
+        raise EngineError("config refused: certificate errors: " + "; ".join(str(f) for f in errors))

@@ -23,8 +23,14 @@ def _iso(ts: float | None) -> str | None:
 
 
 def as_record(info: ConnectionInfo) -> dict:
-    """The fields of one access-log line. bytes_in: client → upstream; bytes_out: upstream → client."""
-    return {
+    """The fields of one access-log line. bytes_in: client → upstream; bytes_out: upstream → client.
+
+    For a terminating route (mode "terminate") the byte counts are plaintext, as
+    the upstream sees them, and the record has the fields only termination can
+    fill: `client_subject`, the verified client certificate's subject on an
+    mTLS route (RFC 4514, e.g. "CN=alice,O=Example"), else null.
+    """
+    record = {
         "time": _iso(info.closed),
         "id": info.id,
         "client": info.client,
@@ -43,6 +49,9 @@ def as_record(info: ConnectionInfo) -> dict:
         "close_reason": info.close_reason.value if info.close_reason else None,
         "detail": info.close_detail,
     }
+    if info.mode == "terminate":
+        record["client_subject"] = info.client_subject
+    return record
 
 
 def format_json(info: ConnectionInfo) -> str:
@@ -54,7 +63,11 @@ def format_text(info: ConnectionInfo) -> str:
     target = r["upstream_address"] or r["upstream"] or "-"
     line = (f'{r["time"]} {r["client"]} "{r["sni"] or "-"}" route={r["route"] or "-"} → {target} '
             f'in={r["bytes_in"]} out={r["bytes_out"]} {r["duration_ms"]}ms {r["close_reason"]}')
-    return line + (f" ({r['detail']})" if r["detail"] else "")
+    if r["detail"]:
+        line += f" ({r['detail']})"
+    if r.get("client_subject"):
+        line += f' subject="{r["client_subject"]}"'
+    return line
 
 
 FORMATS = {"json": format_json, "text": format_text}

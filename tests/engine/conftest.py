@@ -351,3 +351,92 @@ async def read_until_closed(reader: asyncio.StreamReader, limit: int = 1 << 20) 
                 break
             data += chunk
     return data
+
+
+# -- termination -------------------------------------------------------------------------------
+
+
+def write_leaf(ca: trustme.CA, directory: Path, stem: str, *names: str, **issue: object) -> tuple[Path, Path]:
+    """Issue a leaf for `names` and write `<stem>.pem` (chain, leaf first) and `<stem>.key` (mode 0600)."""
+    leaf = ca.issue_cert(*names, **issue)  # type: ignore[arg-type]
+    cert, key = directory / f"{stem}.pem", directory / f"{stem}.key"
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    key.write_bytes(leaf.private_key_pem.bytes())
+    key.chmod(0o600)
+    return cert, key
+
+
+def peer_sans(der: bytes) -> list[str]:
+    """The DNS names of a DER certificate."""
+    from cryptography import x509
+
+    certificate = x509.load_der_x509_certificate(der)
+    return certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+
+
+class TlsClientPipe:
+    """A TLS client driven by hand (SSLObject over MemoryBIOs) on a blocking socket.
+
+    Unlike ssl.SSLSocket it can send close_notify and keep reading, as a
+    DNS-over-TLS client or a half-closing bulk sender does.
+    """
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str) -> None:
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
+
+    def _flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        data = self.sock.recv(1 << 20)
+        if data:
+            self.incoming.write(data)
+        else:
+            self.incoming.write_eof()
+
+    def handshake(self) -> None:
+        while True:
+            try:
+                self.tls.do_handshake()
+                self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+
+    def send(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self.tls.write(view):]
+        self._flush()
+
+    def close_notify(self) -> None:
+        try:
+            self.tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        self._flush()
+
+    def recv(self, size: int = 1 << 16) -> bytes:
+        """Plaintext, or b"" once the server's close_notify arrived (SSLEOFError if it never does)."""
+        while True:
+            try:
+                return self.tls.read(size)
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+            except ssl.SSLZeroReturnError:
+                return b""
+
+    def recv_exactly(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.recv(size - len(data))
+            if not chunk:
+                raise EOFError(f"closed after {len(data)} of {size} bytes")
+            data += chunk
+        return data

@@ -1,0 +1,614 @@
+"""TLS termination on a shared listener: per-route certificates, mTLS, close_notify both ways,
+resumption, bulk transfer, handshake failures and timeouts, and certificate errors refusing a config.
+
+Certificates are issued per test by trustme; clients are Python's ssl, `openssl s_client` and `curl`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import re
+import shutil
+import socket
+import ssl
+import struct
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import trustme
+
+from sniui.engine import EngineError
+from sniui.engine.model import CloseReason
+from sniui.engine.proxy_protocol import ProxyHeaderReader
+from sniui.headless.accesslog import AccessLog
+
+from .conftest import (
+    DEADLINE, TlsClientPipe, config_from, make_client_hello, peer_sans, port_of, read_until_closed, running,
+    wait_until, write_leaf,
+)
+from .test_bulk import ThreadResult, expected_digest, pattern_stream
+
+HANDSHAKE_FAILED = CloseReason.TLS_HANDSHAKE_FAILED.value
+
+
+# -- a plain upstream for terminating routes ------------------------------------------------------
+
+
+@dataclass(eq=False)
+class PlainService:
+    """A plain TCP upstream that speaks what it is spoken to.
+
+    HTTP/1.1 requests get keep-alive responses naming the service and path
+    (`Connection: close` is honoured); 2-byte length-prefixed messages (DNS
+    over TLS framing) get "answer:<message>" in the same framing; anything
+    else gets an identity line and an echo. `ends` records, per connection,
+    whether the connection ended with a clean EOF from the router.
+    """
+
+    name: str
+    port: int = 0
+    received: list[bytes] = field(default_factory=list)
+    ends: list[str] = field(default_factory=list)
+    server: asyncio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> "PlainService":
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            first = await reader.read(65536)
+            self.received.append(first)
+            if first.startswith((b"GET ", b"POST ")):
+                await self._http(first, reader, writer)
+            elif len(first) >= 2 and first[0] == 0:
+                await self._dns(first, reader, writer)
+            else:
+                writer.write(f"upstream={self.name}\n".encode() + first)
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+                self.ends.append("eof")
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            self.ends.append(type(exc).__name__)
+        finally:
+            writer.close()
+
+    async def _http(self, buffered: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        count = 0
+        while True:
+            while b"\r\n\r\n" not in buffered:
+                more = await reader.read(65536)
+                if not more:
+                    self.ends.append("eof")
+                    return
+                buffered += more
+            head, _, buffered = buffered.partition(b"\r\n\r\n")
+            count += 1
+            path = head.split(b" ")[1].decode()
+            close = b"connection: close" in head.lower()
+            body = f"upstream={self.name} path={path} request={count}\n".encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
+                         % (len(body), b"Connection: close\r\n" if close else b"") + body)
+            await writer.drain()
+            if close:
+                self.ends.append("closed by us")
+                return
+
+    async def _dns(self, buffered: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            while len(buffered) < 2 or len(buffered) < 2 + struct.unpack_from("!H", buffered)[0]:
+                more = await reader.read(65536)
+                if not more:
+                    self.ends.append("eof" if not buffered else "eof mid-message")
+                    return
+                buffered += more
+            length = struct.unpack_from("!H", buffered)[0]
+            message, buffered = buffered[2: 2 + length], buffered[2 + length:]
+            answer = b"answer:" + message
+            writer.write(struct.pack("!H", len(answer)) + answer)
+            await writer.drain()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.fixture
+async def plain_service():
+    started: list[PlainService] = []
+
+    async def start(name: str) -> PlainService:
+        service = await PlainService(name).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        await service.stop()
+
+
+def terminating_config(routes: list[dict], certificates: dict[str, tuple[Path, Path]], *,
+                       client_hello: str = "5s", extra_routes: str = "") -> str:
+    """YAML for one loopback listener with terminating `routes` (dicts of route fields)."""
+    lines = ["listen:", '  - address: "127.0.0.1:0"', "timeouts:", f"  client_hello: {client_hello}", "certificates:"]
+    for name, (cert, key) in certificates.items():
+        lines += [f"  {name}:", f"    cert: '{cert}'", f"    key: '{key}'"]
+    lines.append("routes:")
+    for route in routes:
+        lines.append(f"  - name: {route['name']}")
+        lines.append("    mode: terminate")
+        for key, value in route.items():
+            if key != "name":
+                lines.append(f"    {key}: {json.dumps(value)}")
+    return "\n".join(lines) + "\n" + extra_routes
+
+
+def client_context_for(ca: trustme.CA, *, client_cert: trustme.LeafCert | None = None,
+                       max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    if client_cert is not None:
+        client_cert.configure_cert(context)
+    if max_version is not None:
+        context.maximum_version = max_version
+    return context
+
+
+async def exchange(port: int, name: str, context: ssl.SSLContext, payload: bytes = b"ping\n") -> tuple[list[str], str]:
+    """Through a terminating route: the presented certificate's SANs and the upstream's identity line (echo checked)."""
+    async with asyncio.timeout(DEADLINE):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname=name)
+        try:
+            sans = peer_sans(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+            writer.write(payload)
+            line = (await reader.readline()).decode().strip()
+            assert await reader.readexactly(len(payload)) == payload
+            return sans, line
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+
+
+async def closed_records(engine, count: int):
+    await wait_until(lambda: len(engine.snapshot().recent) >= count, what=f"{count} closed connection(s)")
+    return list(reversed(engine.snapshot().recent))   # oldest first
+
+
+# -- certificates per route, next to passthrough -----------------------------------------------------
+
+
+async def test_two_terminating_routes_and_a_passthrough_route_share_one_listener(
+        ca, tmp_path, plain_service, tls_upstream, client_context):
+    a, b = await plain_service("plain-a"), await plain_service("plain-b")
+    passthrough = await tls_upstream("tls-upstream")
+    certificates = {"a": write_leaf(ca, tmp_path, "a", "a.test"), "b": write_leaf(ca, tmp_path, "b", "b.test")}
+    text = terminating_config(
+        [{"name": "a", "sni": "a.test", "certificate": "a", "upstream": a.address},
+         {"name": "b", "sni": "b.test", "certificate": "b", "upstream": b.address}],
+        certificates,
+        extra_routes=f"  - name: pass\n    sni: pass.example.com\n    upstream: '{passthrough.address}'\n")
+    async with running(text) as engine:
+        port = port_of(engine)
+        assert await exchange(port, "a.test", client_context) == (["a.test"], "upstream=plain-a")
+        assert await exchange(port, "b.test", client_context) == (["b.test"], "upstream=plain-b")
+        sans, line = await exchange(port, "pass.example.com", client_context)
+        assert line == "upstream=tls-upstream sni=pass.example.com"   # the upstream's own TLS, end to end
+        assert "*.example.com" in sans
+        records = await closed_records(engine, 3)
+        assert [(r.route, r.mode) for r in records] == [("a", "terminate"), ("b", "terminate"), ("pass", "passthrough")]
+        # Terminating routes count plaintext: exactly what the upstream received and sent.
+        assert (records[0].bytes_up, records[0].bytes_down) == (len(b"ping\n"), len(b"upstream=plain-a\nping\n"))
+        assert all(r.close_reason in (CloseReason.CLIENT_CLOSED, CloseReason.UPSTREAM_CLOSED) and r.close_detail is None
+                   for r in records)
+        assert a.received == [b"ping\n"] and b.received == [b"ping\n"]
+        per_route = engine.snapshot().per_route
+        assert (per_route["a"].closed, per_route["a"].bytes_up, per_route["a"].error_total) == (1, 5, 0)
+
+
+@pytest.mark.realclient
+@pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("curl")), reason="needs openssl and curl")
+async def test_openssl_s_client_and_curl_see_each_routes_certificate_and_the_plain_reply(
+        ca, ca_file, tmp_path, plain_service):
+    from cryptography import x509
+
+    a, b = await plain_service("plain-a"), await plain_service("plain-b")
+    certificates = {"a": write_leaf(ca, tmp_path, "a", "a.test"), "b": write_leaf(ca, tmp_path, "b", "b.test")}
+    text = terminating_config(
+        [{"name": "a", "sni": "a.test", "certificate": "a", "upstream": a.address},
+         {"name": "b", "sni": "b.test", "certificate": "b", "upstream": b.address}], certificates)
+
+    async def run(*command: str, stdin: bytes = b"") -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        async with asyncio.timeout(DEADLINE):
+            out, err = await process.communicate(stdin)
+        return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+    async with running(text) as engine:
+        port = port_of(engine)
+        for name, upstream in (("a.test", "plain-a"), ("b.test", "plain-b")):
+            request = f"GET /s_client HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode()
+            code, out, err = await run("openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", name,
+                                       "-CAfile", str(ca_file), "-verify_return_error", "-showcerts", "-ign_eof",
+                                       stdin=request)
+            assert code == 0, err
+            leaf = x509.load_pem_x509_certificate(re.search(
+                r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", out, re.S).group(0).encode())
+            assert peer_sans(leaf.public_bytes(_der())) == [name]
+            assert "Verify return code: 0 (ok)" in out
+            assert f"upstream={upstream} path=/s_client request=1" in out
+
+            code, out, err = await run("curl", "-sS", "-v", "--cacert", str(ca_file),
+                                       "--resolve", f"{name}:{port}:127.0.0.1", f"https://{name}:{port}/curl")
+            assert code == 0, err
+            assert out == f"upstream={upstream} path=/curl request=1\n"
+            assert f'subjectAltName: host "{name}" matched cert\'s "{name}"' in err
+        records = await closed_records(engine, 4)
+        assert all(r.mode == "terminate" and r.close_detail is None for r in records), records
+
+
+def _der():
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.DER
+
+
+# -- mTLS ---------------------------------------------------------------------------------------
+
+
+async def test_mtls_relays_a_verified_client_and_logs_its_subject_and_refuses_the_rest(
+        ca, ca_file, tmp_path, plain_service):
+    service = await plain_service("plain-m")
+    certificates = {"m": write_leaf(ca, tmp_path, "m", "m.test")}
+    text = terminating_config([{"name": "m", "sni": "m.test", "certificate": "m", "client_ca": str(ca_file),
+                                "upstream": service.address}], certificates)
+    good = ca.issue_cert("alice@clients.test", common_name="alice", organization_name="Clients",
+                          organization_unit_name="Staff")
+    stranger = trustme.CA().issue_cert("mallory@clients.test", common_name="mallory")
+    log_json, log_text = io.StringIO(), io.StringIO()
+    async with running(text) as engine:
+        access_json, access_text = AccessLog("json", stream=log_json), AccessLog("text", stream=log_text)
+        engine.add_close_hook(access_json)
+        engine.add_close_hook(access_text)
+        port = port_of(engine)
+
+        sans, line = await exchange(port, "m.test", client_context_for(ca, client_cert=good))
+        assert (sans, line) == (["m.test"], "upstream=plain-m")
+        [record] = await closed_records(engine, 1)
+        assert record.client_subject == "CN=alice,OU=Staff,O=Clients"
+
+        for context in (client_context_for(ca), client_context_for(ca, client_cert=stranger)):
+            # TLS 1.3: the client's side of the handshake completes before the server checks its
+            # certificate, so the refusal (an alert) arrives on the first read.
+            with pytest.raises((ssl.SSLError, ConnectionError, AssertionError, asyncio.IncompleteReadError)):
+                await exchange(port, "m.test", context)
+        records = await closed_records(engine, 3)
+        no_cert, wrong_ca = records[1], records[2]
+        assert no_cert.close_reason is CloseReason.TLS_HANDSHAKE_FAILED
+        assert "did not return a certificate" in no_cert.close_detail.lower(), no_cert.close_detail
+        assert wrong_ca.close_reason is CloseReason.TLS_HANDSHAKE_FAILED
+        assert "certificate verify failed" in wrong_ca.close_detail.lower(), wrong_ca.close_detail
+        assert no_cert.client_subject is None and wrong_ca.client_subject is None
+        assert no_cert.upstream_address is None and len(service.received) == 1   # never reached the upstream
+        counters = engine.snapshot().per_route["m"]
+        assert counters.errors == {HANDSHAKE_FAILED: 2} and counters.accepted == 3
+        access_json.flush()
+        access_text.flush()
+    lines = [json.loads(line) for line in log_json.getvalue().splitlines()]
+    assert lines[0]["client_subject"] == "CN=alice,OU=Staff,O=Clients" and lines[0]["mode"] == "terminate"
+    assert [l["close_reason"] for l in lines[1:]] == [HANDSHAKE_FAILED, HANDSHAKE_FAILED]
+    assert 'subject="CN=alice,OU=Staff,O=Clients"' in log_text.getvalue().splitlines()[0]
+
+
+async def test_a_client_below_the_routes_min_version_is_refused_with_the_reason(ca, tmp_path, plain_service):
+    service = await plain_service("plain-v")
+    text = terminating_config([{"name": "v", "sni": "v.test", "certificate": "v", "min_version": "1.3",
+                                "upstream": service.address}], {"v": write_leaf(ca, tmp_path, "v", "v.test")})
+    async with running(text) as engine:
+        with pytest.raises(ssl.SSLError):
+            await exchange(port_of(engine), "v.test", client_context_for(ca, max_version=ssl.TLSVersion.TLSv1_2))
+        [record] = await closed_records(engine, 1)
+        assert record.close_reason is CloseReason.TLS_HANDSHAKE_FAILED
+        assert "protocol" in record.close_detail.lower(), record.close_detail
+
+
+async def test_a_stalled_handshake_ends_after_the_hello_timeout(ca, tmp_path, plain_service):
+    service = await plain_service("plain-t")
+    text = terminating_config([{"name": "t", "sni": "t.test", "certificate": "t", "upstream": service.address}],
+                              {"t": write_leaf(ca, tmp_path, "t", "t.test")}, client_hello="200ms")
+    async with running(text) as engine:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(engine))
+        writer.write(make_client_hello("t.test"))   # then never answer the server's flight
+        flight = await read_until_closed(reader)
+        assert flight[:1] == b"\x16"                 # our ServerHello came, then the close
+        writer.close()
+        [record] = await closed_records(engine, 1)
+        assert record.close_reason is CloseReason.TLS_HANDSHAKE_FAILED
+        assert "not complete within" in record.close_detail
+        assert service.received == []
+
+
+# -- close_notify, keep-alive, framing -----------------------------------------------------------
+
+
+async def test_dns_over_tls_exchange_with_close_notify_then_reading_completes_cleanly(
+        ca, tmp_path, plain_service, client_context):
+    service = await plain_service("plain-dot")
+    text = terminating_config([{"name": "dot", "sni": "dot.test", "certificate": "dot", "upstream": service.address}],
+                              {"dot": write_leaf(ca, tmp_path, "dot", "dot.test")})
+    queries = [f"query-{i}.example.".encode() for i in range(5)]
+
+    def frame(message: bytes) -> bytes:
+        return struct.pack("!H", len(message)) + message
+
+    def client(port: int, close_first: bool) -> list[bytes]:
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
+            pipe = TlsClientPipe(sock, client_context, "dot.test")
+            pipe.handshake()
+            answers = []
+            if close_first:
+                # All queries, then close_notify, and only then read every answer (RFC 7858 pipelining).
+                pipe.send(b"".join(frame(q) for q in queries))
+                pipe.close_notify()
+            for query in queries:
+                if not close_first:
+                    pipe.send(frame(query))
+                length = struct.unpack("!H", pipe.recv_exactly(2))[0]
+                answers.append(pipe.recv_exactly(length))
+            if not close_first:
+                pipe.close_notify()
+            assert pipe.recv() == b""   # the router's close_notify, not a truncation (SSLEOFError)
+            return answers
+
+    async with running(text) as engine:
+        for close_first in (True, False):
+            answers = await asyncio.to_thread(client, port_of(engine), close_first)
+            assert answers == [b"answer:" + q for q in queries]
+        records = await closed_records(engine, 2)
+        for record in records:
+            assert (record.close_reason, record.close_detail) == (CloseReason.CLIENT_CLOSED, None)
+            assert record.bytes_up == sum(len(frame(q)) for q in queries)
+        await wait_until(lambda: len(service.ends) == 2, what="the upstream to see both ends")
+        assert service.ends == ["eof", "eof"]
+
+
+async def test_http_keep_alive_through_a_terminating_route_and_either_side_closing(
+        ca, tmp_path, plain_service, client_context):
+    service = await plain_service("plain-web")
+    text = terminating_config([{"name": "web", "sni": "web.test", "certificate": "web", "upstream": service.address}],
+                              {"web": write_leaf(ca, tmp_path, "web", "web.test")})
+
+    async def fetch(reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        return await reader.readexactly(length)
+
+    async with running(text) as engine:
+        port = port_of(engine)
+        async with asyncio.timeout(DEADLINE):
+            # The client closes: asyncio sends close_notify and waits for ours.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context, server_hostname="web.test")
+            for i in range(1, 4):
+                writer.write(f"GET /page{i} HTTP/1.1\r\nHost: web.test\r\n\r\n".encode())
+                assert await fetch(reader) == f"upstream=plain-web path=/page{i} request={i}\n".encode()
+            assert len(engine.registry.live) == 1      # one connection carried all three
+            writer.close()
+            await writer.wait_closed()
+
+            # The upstream closes (Connection: close): the client reads a clean end of stream.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context, server_hostname="web.test")
+            writer.write(b"GET /a HTTP/1.1\r\nHost: web.test\r\n\r\nGET /b HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n")
+            assert await fetch(reader) == b"upstream=plain-web path=/a request=1\n"
+            assert await fetch(reader) == b"upstream=plain-web path=/b request=2\n"
+            assert await reader.read() == b""          # close_notify: no SSLError, no truncation
+            writer.close()
+            await writer.wait_closed()
+        first, second = await closed_records(engine, 2)
+        assert (first.close_reason, first.close_detail) == (CloseReason.CLIENT_CLOSED, None)
+        assert (second.close_reason, second.close_detail) == (CloseReason.UPSTREAM_CLOSED, None)
+
+
+# -- resumption -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"])
+async def test_a_resumed_session_is_routed_and_logged_by_its_sni(ca, tmp_path, plain_service, version):
+    service = await plain_service("plain-r")
+    text = terminating_config([{"name": "r", "sni": "r.test", "certificate": "r", "upstream": service.address}],
+                              {"r": write_leaf(ca, tmp_path, "r", "r.test")})
+    context = client_context_for(ca, max_version=version)
+    log = io.StringIO()
+
+    def connect(port: int, session: ssl.SSLSession | None) -> tuple[ssl.SSLSession, bool, bytes]:
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw:
+            with context.wrap_socket(raw, server_hostname="r.test", session=session) as sock:
+                sock.sendall(b"hello\n")
+                reply = b""
+                while not reply.endswith(b"hello\n"):
+                    reply += sock.recv(4096)   # reading also takes TLS 1.3 session tickets in
+                return sock.session, sock.session_reused, reply
+
+    async with running(text) as engine:
+        access = AccessLog("json", stream=log)
+        engine.add_close_hook(access)
+        port = port_of(engine)
+        session, reused, reply = await asyncio.to_thread(connect, port, None)
+        assert not reused and reply == b"upstream=plain-r\nhello\n"
+        _, reused, reply = await asyncio.to_thread(connect, port, session)
+        assert reused, "the second connection did not resume the first one's session"
+        assert reply == b"upstream=plain-r\nhello\n"
+        records = await closed_records(engine, 2)
+        assert [(r.sni, r.route, r.mode) for r in records] == [("r.test", "r", "terminate")] * 2
+        access.flush()
+    assert [json.loads(line)["sni"] for line in log.getvalue().splitlines()] == ["r.test", "r.test"]
+
+
+# -- PROXY header towards the upstream ----------------------------------------------------------------
+
+
+async def test_proxy_header_carries_the_original_client_before_the_plaintext(ca, tmp_path, raw_upstream, client_context):
+    upstream = await raw_upstream(reply=b"hi\n")
+    text = terminating_config([{"name": "p", "sni": "p.test", "certificate": "p", "upstream": upstream.address,
+                                "proxy_protocol": "v2"}], {"p": write_leaf(ca, tmp_path, "p", "p.test")})
+    async with running(text) as engine:
+        async with asyncio.timeout(DEADLINE):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port_of(engine), ssl=client_context,
+                                                           server_hostname="p.test")
+            client_port = writer.get_extra_info("sockname")[1]
+            writer.write(b"plaintext for the upstream")
+            assert await reader.readexactly(3) == b"hi\n"
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+        await closed_records(engine, 1)
+        await wait_until(lambda: upstream.received and upstream.received[0].endswith(b"plaintext for the upstream"),
+                         what="the plaintext upstream")
+        proxy = ProxyHeaderReader()
+        header = proxy.feed(bytes(upstream.received[0]))
+        assert header.source == ("127.0.0.1", client_port)
+        assert proxy.remainder == b"plaintext for the upstream"
+
+
+# -- bulk -----------------------------------------------------------------------------------------
+
+BULK = 50 * 1024 * 1024
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first", ["client", "upstream"])
+async def test_50_mb_each_way_byte_identical_with_half_close(ca, tmp_path, client_context, first):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(60)
+
+    def receive_plain(conn: socket.socket) -> tuple[str, int]:
+        digest, total = hashlib.sha256(), 0
+        while chunk := conn.recv(1 << 20):
+            digest.update(chunk)
+            total += len(chunk)
+        return digest.hexdigest(), total
+
+    def upstream_side() -> tuple[str, int]:
+        conn, _ = listener.accept()
+        conn.settimeout(60)
+        with conn:
+            if first == "client":
+                got = receive_plain(conn)
+            for piece in pattern_stream(BULK, 2):
+                conn.sendall(piece)
+            conn.shutdown(socket.SHUT_WR)
+            if first == "upstream":
+                got = receive_plain(conn)
+            return got
+
+    def receive_tls(pipe: TlsClientPipe) -> tuple[str, int]:
+        digest, total = hashlib.sha256(), 0
+        while chunk := pipe.recv(1 << 20):
+            digest.update(chunk)
+            total += len(chunk)
+        return digest.hexdigest(), total
+
+    def client_side(port: int) -> tuple[str, int]:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            pipe = TlsClientPipe(sock, client_context, "bulk.test")
+            pipe.handshake()
+            if first == "upstream":
+                got = receive_tls(pipe)            # ends with the router's close_notify
+            for piece in pattern_stream(BULK, 1):
+                pipe.send(piece)
+            pipe.close_notify()                    # half-close: keep reading after it
+            if first == "client":
+                got = receive_tls(pipe)
+            return got
+
+    text = terminating_config([{"name": "bulk", "sni": "bulk.test", "certificate": "bulk",
+                                "upstream": f"127.0.0.1:{listener.getsockname()[1]}"}],
+                              {"bulk": write_leaf(ca, tmp_path, "bulk", "bulk.test")})
+    try:
+        async with running(text) as engine:
+            started = time.monotonic()
+            upstream = ThreadResult(upstream_side)
+            client = ThreadResult(client_side, port_of(engine))
+            client_got = await client.result(120)
+            upstream_got = await upstream.result(120)
+            elapsed = time.monotonic() - started
+            assert upstream_got == (expected_digest(BULK, 1), BULK)
+            assert client_got == (expected_digest(BULK, 2), BULK)
+            [record] = await closed_records(engine, 1)
+            assert (record.bytes_up, record.bytes_down) == (BULK, BULK)
+            expected = CloseReason.CLIENT_CLOSED if first == "client" else CloseReason.UPSTREAM_CLOSED
+            assert (record.close_reason, record.close_detail) == (expected, None)
+            print(f"\nterminating, {first} first: {2 * BULK / elapsed / 1e6:.0f} MB/s of plaintext ({elapsed:.2f}s)")
+    finally:
+        listener.close()
+
+
+# -- certificate errors refuse a config -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["key of another certificate", "expired", "name not covered"])
+async def test_a_config_with_a_certificate_error_is_refused_and_the_old_one_keeps_serving(
+        ca, tmp_path, plain_service, client_context, fault):
+    service = await plain_service("plain-k")
+    good = write_leaf(ca, tmp_path, "good", "k.test")
+    text = terminating_config([{"name": "k", "sni": "k.test", "certificate": "k", "upstream": service.address}],
+                              {"k": good})
+    if fault == "key of another certificate":
+        bad = (good[0], write_leaf(ca, tmp_path, "other", "k.test")[1])
+        expected = "does not match"
+    elif fault == "expired":
+        now = datetime.now(timezone.utc)
+        bad = write_leaf(ca, tmp_path, "old", "k.test", not_before=now - timedelta(days=90), not_after=now - timedelta(days=1))
+        expected = "expired"
+    else:
+        bad = write_leaf(ca, tmp_path, "elsewhere", "elsewhere.test")
+        expected = "not covered"
+    async with running(text) as engine:
+        port = port_of(engine)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context, server_hostname="k.test")
+        served = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.write(b"before\n")
+        assert await reader.readexactly(len(b"upstream=plain-k\nbefore\n")) == b"upstream=plain-k\nbefore\n"
+
+        generation = engine.generation
+        with pytest.raises(EngineError, match=expected):
+            await engine.apply(config_from(terminating_config(
+                [{"name": "k", "sni": "k.test", "certificate": "k", "upstream": service.address}], {"k": bad})))
+        assert engine.generation == generation
+
+        writer.write(b"after\n")                     # the live connection keeps flowing
+        assert await reader.readexactly(len(b"after\n")) == b"after\n"
+        async with asyncio.timeout(DEADLINE):        # and a new one gets the old certificate
+            second_reader, second_writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_context, server_hostname="k.test")
+        assert second_writer.get_extra_info("ssl_object").getpeercert(binary_form=True) == served
+        second_writer.write(b"new\n")
+        assert await second_reader.readexactly(len(b"upstream=plain-k\nnew\n")) == b"upstream=plain-k\nnew\n"
+        for w in (writer, second_writer):
+            w.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await w.wait_closed()
+
+
+async def test_a_certificate_error_refuses_the_engine_at_construction(ca, tmp_path):
+    from sniui.engine import Engine
+
+    missing = (tmp_path / "missing.pem", tmp_path / "missing.key")
+    text = terminating_config([{"name": "x", "sni": "x.test", "certificate": "x", "upstream": "127.0.0.1:9"}], {"x": missing})
+    with pytest.raises(EngineError, match="does not exist"):
+        Engine(config_from(text))
