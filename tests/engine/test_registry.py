@@ -102,26 +102,3 @@ async def test_drain_timeout_closes_the_rest_with_shutdown(tls_upstream, client_
         await engine.drain(timeout=0.2)
         assert engine.snapshot().recent[0].close_reason is CloseReason.SHUTDOWN
         writer.close()
-
-
-async def test_terminate_route_is_refused_for_now(tls_upstream, client_context, tmp_path):
-    up = await tls_upstream("up")
-    text = f"""
-listen:
-  - address: "127.0.0.1:0"
-certificates:
-  c:
-    cert: cert.pem
-    key: key.pem
-routes:
-  - sni: api.example.com
-    mode: terminate
-    certificate: c
-    upstream: "{up.address}"
-"""
-    async with running(text) as engine:
-        with pytest.raises((ConnectionError, OSError)):
-            await tls_exchange(port_of(engine), "api.example.com", client_context)
-        await wait_until(lambda: engine.snapshot().recent, what="closed")
-        info = engine.snapshot().recent[0]
-        assert info.close_reason is CloseReason.TLS_HANDSHAKE_FAILED and info.mode == "terminate"
