@@ -44,3 +44,16 @@ class ScreenHarness(App):
 
     def on_mount(self) -> None:
         self.push_screen(self._screen_factory(self.view))
+
+
+async def settle(pilot) -> None:
+    """Wait (with a deadline) until an editor dialog shows the check for what is in its fields.
+
+    The editors validate in a thread worker, so a test reads the messages only
+    once they belong to the current values.
+    """
+    from tests.ui.conftest import wait_for
+
+    await pilot.pause()
+    await wait_for(pilot, lambda: getattr(pilot.app.screen, "settled", True), what="the editor's check")
+    await pilot.pause()

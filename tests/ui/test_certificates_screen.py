@@ -10,7 +10,7 @@ import trustme
 from textual.widgets import DataTable, Input, Select, Static
 
 from cert_material import CERT_CONFIG, write_material
-from conftest_routes import NOW, ScreenHarness, view_for
+from conftest_routes import NOW, ScreenHarness, settle, view_for
 from sniui.config import load_file
 from sniui.ui.screens.certificates import CertificatesScreen
 from sniui.ui.widgets.certificate_form import CertificateForm, MapCertificateForm
@@ -84,19 +84,19 @@ async def test_add_a_certificate_entry_with_immediate_validation(config_path: Pa
         form = app.screen
         assert isinstance(form, CertificateForm)
         form.query_one("#cert-field-name", Input).value = "good"
-        await pilot.pause()
+        await settle(pilot)
         assert "already exists" in str(form.query_one("#cert-error-name", Static).render())
         form.query_one("#cert-field-name", Input).value = "beta"
         form.query_one("#cert-field-cert", Input).value = "beta.pem"
         form.query_one("#cert-field-key", Input).value = "missing.key"
-        await pilot.pause()
+        await settle(pilot)
         assert "missing.key" in str(form.query_one("#cert-error-key", Static).render())
         assert form.query_one("#cert-field-key").has_class("-invalid")
         form.query_one("#cert-field-key", Input).value = "other.key"
-        await pilot.pause()
+        await settle(pilot)
         assert "does not match" in str(form.query_one("#cert-error-key", Static).render())
         form.query_one("#cert-field-key", Input).value = "beta.key"
-        await pilot.pause()
+        await settle(pilot)
         # trustme writes keys 0644: a warning at the field, not an error, and the entry can be staged.
         assert str(form.query_one("#cert-error-key", Static).render()).startswith("warning: key file beta.key is open")
         assert not form.query_one("#cert-field-key").has_class("-invalid")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cert_material import CERT_CONFIG, write_material
-from conftest_routes import NOW, view_for
+from conftest_routes import NOW, settle, view_for
 from sniui.config import load_file
 from sniui.ui.app import create_app
 from sniui.ui.replay_data import replay_view
@@ -62,7 +62,7 @@ def test_route_editor_with_field_errors(snap_compare):
         form.query_one("#field-sni").value = r"~^(?<app>.+)-(?<ns>.+)\.k9s$"
         form.query_one("#field-upstream").value = "$app.$nss:443"
         form.query_one("#field-allow_clients").value = "10.0.0.0/33"
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=edit)
 
@@ -109,6 +109,6 @@ def test_certificates_add_entry_form(snap_compare, cert_app):
         form.query_one("#cert-field-name").value = "beta"
         form.query_one("#cert-field-cert").value = "certs/soon.pem"
         form.query_one("#cert-field-key").value = "certs/good.key"
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=add)

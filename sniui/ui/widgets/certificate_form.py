@@ -20,6 +20,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from sniui.tls.certificates import CertificateInfo
 from sniui.ui.staging import FieldCheck
+from sniui.ui.widgets.form_check import CheckedForm
 
 CertificateEntryData = dict[str, str]
 _FIELDS = (
@@ -41,7 +42,7 @@ def info_summary(info: CertificateInfo) -> str:
     return f"{info.subject} · SANs: {sans or 'none'}\n{expiry} · {key} · {match} · chain {'ok' if info.chain_ok else 'NOT ok'}"
 
 
-class CertificateForm(ModalScreen[tuple[str, CertificateEntryData] | None]):
+class CertificateForm(CheckedForm[tuple[str, CertificateEntryData] | None]):
     """Add or edit a `certificates:` entry; dismisses with (name, {cert, key}) or None."""
 
     DEFAULT_CSS = """
@@ -103,20 +104,29 @@ class CertificateForm(ModalScreen[tuple[str, CertificateEntryData] | None]):
 
     def on_mount(self) -> None:
         self.query_one("#cert-field-name" if not self._initial.get("name") else "#cert-field-cert", Input).focus()
-        self.revalidate()
+        self.request_check()
 
     def values(self) -> tuple[str, CertificateEntryData]:
         name = self.query_one("#cert-field-name", Input).value.strip()
         entry = {k: self.query_one(f"#cert-field-{k}", Input).value.strip() for k in ("cert", "key")}
         return name, entry
 
-    def revalidate(self) -> bool:
-        name, entry = self.values()
+    # CheckedForm: reading the files and asking OpenSSL happens in a thread.
+
+    def current(self) -> tuple[str, CertificateEntryData]:
+        return self.values()
+
+    def compute(self, values: tuple[str, CertificateEntryData]) -> tuple[FieldCheck, CertificateInfo | None]:
+        name, entry = values
         check = self._check(name, entry)
+        info = self._inspect(name, entry) if entry["cert"] and entry["key"] else None
+        return check, info
+
+    def show(self, values: tuple[str, CertificateEntryData], result: tuple[FieldCheck, CertificateInfo | None]) -> None:
+        check, info = result
         messages: dict[str, list[tuple[str, str]]] = {f: [] for f, *_ in _FIELDS}
         for issue in check.issues:
             messages.setdefault(issue.field, []).append((issue.severity, issue.message))
-        info = self._inspect(name, entry) if entry["cert"] and entry["key"] else None
         if info is not None:
             for finding in info.findings:
                 field = str(finding.loc[2]) if len(finding.loc) > 2 else "cert"
@@ -134,13 +144,12 @@ class CertificateForm(ModalScreen[tuple[str, CertificateEntryData] | None]):
         # A certificate with errors can still be staged (to fix its routes first), but not a broken entry.
         self.ok = check.ok
         self.query_one("#cert-form-ok", Button).disabled = not self.ok
-        return self.ok
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
         if event.input.id and event.input.id.startswith("cert-field-"):
             self._touched.add(event.input.id[len("cert-field-"):])
-        self.revalidate()
+        self.request_check()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -155,7 +164,8 @@ class CertificateForm(ModalScreen[tuple[str, CertificateEntryData] | None]):
 
     def action_submit(self) -> None:
         self._show_all = True
-        if not self.revalidate():
+        check, _ = self.check_now()
+        if not check.ok:
             self.notify("Fix the marked fields first.", severity="error")
             return
         self.dismiss(self.values())

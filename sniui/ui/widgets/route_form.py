@@ -14,12 +14,12 @@ from typing import Any, Callable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static
 
 from sniui.ui.route_data import RouteData, fields_to_route, route_to_fields
 from sniui.ui.staging import FieldCheck
+from sniui.ui.widgets.form_check import CheckedForm
 
 # (field, label, placeholder, tooltip). Words as the config reference uses them.
 _TEXT_FIELDS: dict[str, tuple[str, str, str]] = {
@@ -42,7 +42,7 @@ _SELECT_FIELDS: dict[str, tuple[str, list[tuple[str, str]], str]] = {
 FIELD_ORDER = ("name", "sni", "upstream", "mode", "certificate", "client_ca", "proxy_protocol", "allow", "allow_clients")
 
 
-class RouteForm(ModalScreen[RouteData | None]):
+class RouteForm(CheckedForm[RouteData | None]):
     """Add or edit one route; dismisses with the route data, or None when cancelled."""
 
     DEFAULT_CSS = """
@@ -122,7 +122,7 @@ class RouteForm(ModalScreen[RouteData | None]):
 
     def on_mount(self) -> None:
         self.query_one("#field-sni", Input).focus()
-        self.revalidate()
+        self.request_check()
 
     # -- values and validation -------------------------------------------------
 
@@ -141,8 +141,15 @@ class RouteForm(ModalScreen[RouteData | None]):
     def route(self) -> RouteData:
         return fields_to_route(self.values(), self._base)
 
-    def revalidate(self) -> FieldCheck:
-        check = self._check(self.route())
+    # CheckedForm: the check runs in a thread; `show` puts its answer at the fields.
+
+    def current(self) -> RouteData:
+        return self.route()
+
+    def compute(self, route: RouteData) -> FieldCheck:
+        return self._check(route)
+
+    def show(self, route: RouteData, check: FieldCheck) -> None:
         self.last_check = check
         for field in FIELD_ORDER:
             issues = check.for_field(field) if (self._show_all or field in self._touched) else []
@@ -158,7 +165,6 @@ class RouteForm(ModalScreen[RouteData | None]):
         general.update("\n".join(other))
         general.set_class(bool(other), "-shown")
         self.query_one("#form-ok", Button).disabled = not check.ok
-        return check
 
     def _touch(self, widget_id: str | None) -> None:
         if widget_id and widget_id.startswith("field-"):
@@ -167,12 +173,12 @@ class RouteForm(ModalScreen[RouteData | None]):
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
         self._touch(event.input.id)
-        self.revalidate()
+        self.request_check()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
         self._touch(event.select.id)
-        self.revalidate()
+        self.request_check()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -187,7 +193,7 @@ class RouteForm(ModalScreen[RouteData | None]):
 
     def action_submit(self) -> None:
         self._show_all = True
-        if not self.revalidate().ok:
+        if not self.check_now().ok:
             self.notify("Fix the marked fields first: the route would not validate.", severity="error")
             return
         self.dismiss(self.route())
@@ -196,7 +202,7 @@ class RouteForm(ModalScreen[RouteData | None]):
         self.dismiss(None)
 
 
-class FallbackForm(ModalScreen[dict[str, Any] | None]):
+class FallbackForm(CheckedForm[dict[str, Any] | None]):
     """Edit `default` (no route matched) or `no_sni` (the hello had no server name)."""
 
     DEFAULT_CSS = """
@@ -260,7 +266,7 @@ class FallbackForm(ModalScreen[dict[str, Any] | None]):
 
     def on_mount(self) -> None:
         self.query_one("#fallback-action", Select).focus()
-        self.revalidate()
+        self.request_check()
 
     def value(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -272,8 +278,13 @@ class FallbackForm(ModalScreen[dict[str, Any] | None]):
                 out[field] = text
         return out
 
-    def revalidate(self) -> FieldCheck:
-        check = self._check(self.value())
+    def current(self) -> dict[str, Any]:
+        return self.value()
+
+    def compute(self, value: dict[str, Any]) -> FieldCheck:
+        return self._check(value)
+
+    def show(self, value: dict[str, Any], check: FieldCheck) -> None:
         self.last_check = check
         for field in self.FIELDS:
             issues = check.for_field(field)
@@ -283,15 +294,14 @@ class FallbackForm(ModalScreen[dict[str, Any] | None]):
             error.set_class(bool(issues) and all(i.severity == "warning" for i in issues), "-warning")
             self.query_one(f"#fallback-{field}").set_class(any(i.severity == "error" for i in issues), "-invalid")
         self.query_one("#fallback-ok", Button).disabled = not check.ok
-        return check
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self.revalidate()
+        self.request_check()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
-        self.revalidate()
+        self.request_check()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -305,7 +315,7 @@ class FallbackForm(ModalScreen[dict[str, Any] | None]):
             self.action_cancel()
 
     def action_submit(self) -> None:
-        if not self.revalidate().ok:
+        if not self.check_now().ok:
             self.notify("Fix the marked fields first.", severity="error")
             return
         self.dismiss(self.value())
