@@ -78,7 +78,7 @@ async def test_listen_port_is_used_and_checked(tmp_path):
     try:
         assert demo.config.listen[0].address == "127.0.0.1:18443"
         assert f"https://shop.demo.localhost:18443/" in demo.curl_lines[0]
-        assert "web.demo.localhost" not in demo.yaml_text  # the terminating route is opt-in
+        assert "web.demo.localhost" in demo.yaml_text  # the terminating route is on by default
     finally:
         await demo.close()
     with pytest.raises(ValueError):

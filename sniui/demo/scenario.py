@@ -12,8 +12,8 @@ The routes show each kind of pattern doing something visible:
 - `~^(?<env>prod|staging)\\.api\\.demo\\.localhost$` (regex) → `api-$env`: the
   capture picks the group `api-prod` or `api-staging`, and the answer says
   which, so the capture visibly matters;
-- optionally `web.demo.localhost` (terminate) → sniui ends TLS with a demo
-  certificate and sends plain HTTP on;
+- `web.demo.localhost` (terminate) → sniui ends TLS itself with a demo
+  certificate and sends plain HTTP on (`terminate=False` leaves it out);
 - anything else is rejected with a TLS `unrecognized_name` alert.
 
 The config is produced as YAML text and loaded through the normal loader, so
@@ -169,13 +169,13 @@ def _check_port(port: int) -> None:
 
 
 async def build_demo(listen_port: int = DEFAULT_PORT, directory: Path | None = None, *,
-                     terminate: bool = False, idle_timeout: float | None = None) -> Demo:
+                     terminate: bool = True, idle_timeout: float | None = None) -> Demo:
     """Start the demo upstreams and return a Demo whose `.config` routes to them.
 
     `listen_port=0` lets the engine pick a port (tests). `directory`: where to
     create the demo's private folder (default: the system temp dir).
-    `terminate=True` adds a terminating route (needs engine support for
-    `mode: terminate`).
+    `terminate` (default on) adds the terminating route `web.demo.localhost`:
+    sniui presents a demo certificate and the upstream speaks plain HTTP.
     """
     if not isinstance(listen_port, int) or not 0 <= listen_port <= 65535:
         raise ValueError(f"listen_port {listen_port!r} is not a port number (0-65535)")

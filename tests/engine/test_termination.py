@@ -612,3 +612,87 @@ async def test_a_certificate_error_refuses_the_engine_at_construction(ca, tmp_pa
     text = terminating_config([{"name": "x", "sni": "x.test", "certificate": "x", "upstream": "127.0.0.1:9"}], {"x": missing})
     with pytest.raises(EngineError, match="does not exist"):
         Engine(config_from(text))
+
+
+# -- backpressure ------------------------------------------------------------------------------------
+
+
+async def test_a_client_that_stops_reading_pauses_the_upstream(ca, tmp_path, client_context):
+    from sniui.engine.relay import HIGH_WATER
+
+    total, sent = 32 * 1024 * 1024, 0
+
+    async def flood(reader, writer):
+        nonlocal sent
+        block = b"x" * 65536
+        try:
+            while sent < total:
+                writer.write(block)
+                sent += len(block)
+                await writer.drain()
+            writer.write_eof()
+            await reader.read()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    text = terminating_config([{"name": "slow", "sni": "slow.test", "certificate": "slow",
+                                "upstream": f"127.0.0.1:{server.sockets[0].getsockname()[1]}"}],
+                              {"slow": write_leaf(ca, tmp_path, "slow", "slow.test")})
+    try:
+        async with running(text) as engine:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port_of(engine)))
+            reader, writer = await asyncio.open_connection(sock=sock, ssl=client_context, server_hostname="slow.test",
+                                                           limit=1 << 20)
+            await wait_until(lambda: engine.registry.live and next(iter(engine.registry.live.values())).bytes_down > 0,
+                             what="bytes flowing")
+            conn = next(iter(engine.registry.live.values()))
+            writer.transport.pause_reading()   # the client stops reading entirely
+            previous, stable_rounds = -1, 0
+            for _ in range(200):               # bounded: at most ~10 s
+                await asyncio.sleep(0.05)
+                stable_rounds = stable_rounds + 1 if conn.bytes_down == previous else 0
+                previous = conn.bytes_down
+                if stable_rounds >= 6:
+                    break
+            assert stable_rounds >= 6, "the relay kept encrypting towards a client that does not read"
+            assert sent < total
+            # One upstream read (256 KiB) of ciphertext past the mark at most, plus record overhead.
+            assert conn.transport.get_write_buffer_size() <= HIGH_WATER + 300 * 1024
+            writer.transport.resume_reading()
+            received = 0
+            async with asyncio.timeout(DEADLINE * 3):
+                while chunk := await reader.read(1 << 20):
+                    received += len(chunk)
+            assert received == total
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+            [record] = await closed_records(engine, 1)
+            assert record.bytes_down == total and record.close_detail is None
+    finally:
+        server.close()
+
+
+# -- the demo ------------------------------------------------------------------------------------
+
+
+async def test_the_demos_terminating_route_answers_through_the_engine(tmp_path):
+    from sniui.demo import build_demo
+    from sniui.demo.traffic import fetch
+
+    demo = await build_demo(0, tmp_path)
+    try:
+        async with running(demo.config) as engine:
+            result = await fetch("127.0.0.1", port_of(engine), "web.demo.localhost", demo.pki.client_context())
+            assert (result.outcome, result.upstream) == ("ok", "web"), result
+            assert "plain HTTP after sniui terminated TLS" in result.body
+            [record] = await closed_records(engine, 1)
+            assert (record.route, record.mode, record.close_detail) == ("web", "terminate", None)
+    finally:
+        await demo.close()

@@ -296,15 +296,4 @@ def test_nginx_haproxy_and_sniui_pick_the_same_upstream(routers, name, identity,
     expected = {"nginx": sniui, "haproxy": sniui}
     assert answers == expected, f"{name!r} ({kind})"
     engine = routers["engine"](name)
-    if engine != sniui and identity == "terminated" and _engine_cannot_terminate_yet():
-        # TODO(engine termination): drop this once Connection._terminate relays; the row then must agree.
-        pytest.xfail("the sniui engine does not terminate TLS yet")
     assert engine == sniui, f"the live engine sends {name!r} ({kind}) to {engine}"
-
-
-def _engine_cannot_terminate_yet() -> bool:
-    import inspect
-
-    from sniui.engine.connection import Connection
-
-    return "not built yet" in inspect.getsource(Connection._terminate)
