@@ -139,6 +139,20 @@ async def test_map_a_certificate_to_a_route_then_apply(config_path: Path) -> Non
         assert not screen.session.unapplied
 
 
+async def test_mapping_a_certificate_that_does_not_cover_the_route_is_an_error(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.session.map_certificate(0, "soon")     # api.example.com served with beta.example.com's certificate
+        screen.sync_staged()
+        await pilot.pause()
+        coverage = [f for f in screen.report.findings if f.route == "api"]
+        assert coverage and coverage[0].severity == "error" and "api.example.com" in coverage[0].message
+        assert "route api" in str(screen.query_one("#findings", Static).render())
+        assert _rows(screen)["soon"]["routes"] == "api"
+
+
 async def test_apply_refuses_new_certificate_errors(config_path: Path) -> None:
     app = harness(config_path)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -304,6 +304,28 @@ async def test_a_refused_apply_keeps_the_staged_edits_and_says_why(config_path: 
         assert any("permission denied" in str(n.message) for n in app._notifications)
 
 
+async def test_stage_and_apply_with_the_mouse(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.click("#routes-table", offset=(20, 4))     # a row: the cursor follows the mouse
+        await pilot.pause()
+        assert app.screen.selected_route == 1
+        await pilot.press("a")
+        await pilot.pause()
+        await _fill(pilot, "#field-sni", "mouse.example.org")
+        await _fill(pilot, "#field-upstream", "127.0.0.1:9500")
+        await pilot.click("#form-ok")
+        await pilot.pause()
+        assert isinstance(app.screen, RoutesScreen)
+        await pilot.press("A")
+        await pilot.pause()
+        await pilot.click("#diff-yes")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.view.table.match("mouse.example.org").upstream == "127.0.0.1:9500"
+
+
 async def test_apply_cancelled_changes_nothing(config_path: Path) -> None:
     app = harness(config_path)
     async with app.run_test(size=(120, 40)) as pilot:
