@@ -354,3 +354,22 @@ async def test_unapplied_marker_shows_in_the_header(replay_app):
         app.unapplied = True  # what the routes and certificates screens set while edits are staged
         await pilot.pause()
         assert "● unapplied changes" in screen_text(app).splitlines()[0]
+
+
+def test_rates_from_successive_snapshots():
+    import dataclasses
+    import math
+
+    from sniui.ui.rates import RateTracker
+    from sniui.ui.replay_data import NOW, make_snapshot
+
+    snapshot = make_snapshot(5)
+    conn = next(c for c in snapshot.connections if c.bytes_up)
+    tracker = RateTracker(smoothing=3.0)
+    first = tracker.update(snapshot, NOW)[conn.id]
+    assert first == (conn.bytes_up + conn.bytes_down) / (NOW - conn.started)  # lifetime average at first sight
+    assert tracker.update(snapshot, NOW)[conn.id] == first                    # same snapshot: unchanged
+    moved = dataclasses.replace(conn, bytes_down=conn.bytes_down + 3000)
+    later = dataclasses.replace(snapshot, taken_at=NOW + 1, connections=(moved,))
+    weight = 1 - math.exp(-1 / 3.0)
+    assert tracker.update(later, NOW + 1)[conn.id] == pytest.approx(weight * 3000 + (1 - weight) * first)

@@ -7,8 +7,6 @@ up the engine, and a paused dashboard simply ignores the calls.
 
 from __future__ import annotations
 
-import math
-
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -19,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from sniui.engine.model import ConnectionInfo, EngineSnapshot
+from sniui.ui.rates import RateTracker
 from sniui.ui.rows import COLUMN_KEYS, GROUP_MODES, ConnFilter, GroupBy, RowSet, build_rows, parse_filter
 from sniui.ui.view import EngineView
 from sniui.ui.widgets.confirm import ConfirmDialog
@@ -32,8 +31,6 @@ from sniui.ui.widgets.tones import tone_styles
 # Numbers are most useful biggest-first; names and ages read best ascending.
 _DESCENDING_FIRST = {"up", "down", "rate"}
 _GROUP_LABEL = {"flat": "flat", "sni": "by SNI", "upstream": "by upstream", "route": "by route"}
-# Seconds over which per-connection rates are smoothed.
-RATE_SMOOTHING = 3.0
 # Below this width the detail panel takes the whole screen instead of sharing it.
 _NARROW = 110
 
@@ -75,12 +72,14 @@ class DashboardScreen(Screen):
         self.errors_only = False
         self.last_rows: RowSet | None = None
         self._snapshot: EngineSnapshot | None = None
+        self._rate_tracker = RateTracker()
         self._rates: dict[int, float] = {}
-        self._bytes_seen: dict[int, int] = {}
-        self._seen_at: float | None = None
         self._explained: dict[tuple[str | None, str | None], list[str]] = {}
         self._explained_table: object = None
         self._rows_key: tuple | None = None
+        self._index_of: EngineSnapshot | None = None
+        self._live_by_id: dict[int, ConnectionInfo] = {}
+        self._recent_by_id: dict[int, ConnectionInfo] = {}
 
     # -- layout ---------------------------------------------------------------
 
@@ -122,7 +121,7 @@ class DashboardScreen(Screen):
     def show_snapshot(self, snapshot: EngineSnapshot) -> None:
         self._snapshot = snapshot
         now = self.view.now()
-        self._update_rates(snapshot, now)
+        self._rates = self._rate_tracker.update(snapshot, now)
         with self.app.batch_update():
             self.query_one(HeaderStrip).show(
                 snapshot, now=now, config_path=str(self.view.config_path) if self.view.config_path else None,
@@ -143,31 +142,6 @@ class DashboardScreen(Screen):
             if self.detail_id is not None:
                 self._show_detail(now)
             self._show_status(snapshot)
-
-    def _update_rates(self, snapshot: EngineSnapshot, now: float) -> None:
-        """Per-connection bytes/s, smoothed over a few seconds so bursty traffic does not flicker to zero.
-
-        An exponential moving average of the change since the previous snapshot; a connection seen
-        for the first time starts at its lifetime average.
-        """
-        if self._seen_at is not None and snapshot.taken_at <= self._seen_at:
-            return  # the same snapshot again (replay, or a refresh between engine ticks): rates stand
-        elapsed = snapshot.taken_at - self._seen_at if self._seen_at is not None else None
-        weight = 1 - math.exp(-elapsed / RATE_SMOOTHING) if elapsed else 1.0
-        previous_rates = self._rates
-        rates: dict[int, float] = {}
-        seen: dict[int, int] = {}
-        for conn in snapshot.connections:
-            total = conn.bytes_up + conn.bytes_down
-            before = self._bytes_seen.get(conn.id)
-            if before is not None and elapsed:
-                instant = max(0.0, (total - before) / elapsed)
-                rates[conn.id] = weight * instant + (1 - weight) * previous_rates.get(conn.id, instant)
-            else:
-                age = now - conn.started
-                rates[conn.id] = total / age if age > 1 else 0.0
-            seen[conn.id] = total
-        self._rates, self._bytes_seen, self._seen_at = rates, seen, snapshot.taken_at
 
     def _sni_errors(self, snapshot: EngineSnapshot) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -250,16 +224,18 @@ class DashboardScreen(Screen):
     # -- detail ---------------------------------------------------------------
 
     def _find(self, connection_id: int) -> tuple[ConnectionInfo | None, bool]:
+        """The connection by id, and whether it is live; indexed once per snapshot (bindings ask often)."""
         snapshot = self._snapshot
         if snapshot is None:
             return None, False
-        for conn in snapshot.connections:
-            if conn.id == connection_id:
-                return conn, True
-        for conn in snapshot.recent:
-            if conn.id == connection_id:
-                return conn, False
-        return None, False
+        if self._index_of is not snapshot:
+            self._live_by_id = {c.id: c for c in snapshot.connections}
+            self._recent_by_id = {c.id: c for c in snapshot.recent}
+            self._index_of = snapshot
+        conn = self._live_by_id.get(connection_id)
+        if conn is not None:
+            return conn, True
+        return self._recent_by_id.get(connection_id), False
 
     def explanation(self, conn: ConnectionInfo) -> list[str]:
         """The same lines as `sniui match`, against the running table; cached per name until an apply."""

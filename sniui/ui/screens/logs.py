@@ -112,6 +112,7 @@ class LogsScreen(Screen):
     def on_mount(self) -> None:
         self._styles = tone_styles(self.app)
         self.watch(self.app, "theme", self._theme_changed, init=False)
+        self.watch(self.app, "unapplied", self._show_status, init=False)
         self.query_one(RichLog).focus()
         self.call_after_refresh(self.rewrite)  # once the log knows its width
 
@@ -178,6 +179,8 @@ class LogsScreen(Screen):
         dropped = getattr(app, "events_dropped", 0)
         if dropped:
             text.append(f" · {dropped} dropped by a full queue", style=self._styles.get("warning"))
+        if getattr(app, "unapplied", False):
+            text.append("  ● unapplied changes", style=self._styles.get("warning"))
         if not self.following:
             waiting = app.events_seen - self._shown_seq  # type: ignore[attr-defined]
             text.append(f"  PAUSED, {waiting} new (p resumes)", style="bold reverse")
