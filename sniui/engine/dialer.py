@@ -6,18 +6,27 @@ addresses rendered from a regex route's captures are resolved and dialled
 without a pool, since the client chooses them. `reconfigured(config)` builds
 the next generation, carrying health and live counts over for servers that
 stay, and keeping the resolver (and its cache) when its settings are unchanged.
+
+Connecting is on every connection's path, so it skips what
+`loop.create_connection` does for a general caller: on asyncio's selector
+loops a non-blocking socket is connected with one writability callback and
+wrapped in a transport directly (no address re-resolution, no second future,
+no `asyncio.timeout` scope); other loops (uvloop) use their own
+`create_connection`, which is already compiled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import time
+from asyncio.selector_events import BaseSelectorEventLoop
 from dataclasses import dataclass
 from typing import Callable
 
-from sniui.config.addresses import parse_host_port
+from sniui.config.addresses import HostPort, parse_host_port
 from sniui.config.models import Config, classify_upstream
 from sniui.engine.balancer import ServerState, UpstreamPool, format_address
 from sniui.engine.model import CloseReason, ServerHealth
@@ -47,14 +56,64 @@ class Dialed:
     server: ServerState | None
 
 
-def is_ip_literal(host: str) -> bool:
+def literal_family(host: str) -> int | None:
+    """AF_INET or AF_INET6 when `host` is an IP literal, else None."""
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, host)
         except (OSError, ValueError):
             continue
-        return True
-    return False
+        return family
+    return None
+
+
+def is_ip_literal(host: str) -> bool:
+    return literal_family(host) is not None
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _set_timed_out(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+async def open_transport(loop: asyncio.AbstractEventLoop, family: int, ip: str, port: int,
+                         protocol_factory: Callable[[], asyncio.Protocol], timeout: float) -> asyncio.Transport:
+    """Connect to an IP literal and return a transport whose protocol came from `protocol_factory`.
+
+    Raises TimeoutError after `timeout` seconds and OSError when refused or
+    unreachable, as `loop.create_connection` under `asyncio.timeout` would.
+    """
+    if not isinstance(loop, BaseSelectorEventLoop):
+        async with asyncio.timeout(timeout):
+            transport, _ = await loop.create_connection(protocol_factory, ip, port)
+        return transport  # type: ignore[return-value]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        error = sock.connect_ex((ip, port))
+        if error == errno.EINPROGRESS:
+            fd = sock.fileno()
+            connected = loop.create_future()
+            loop.add_writer(fd, _set_done, connected)
+            timer = loop.call_later(timeout, _set_timed_out, connected)
+            try:
+                await connected
+            finally:
+                loop.remove_writer(fd)
+                timer.cancel()
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            raise OSError(error, os.strerror(error))
+        # The transport calls connection_made (and starts reading) on the loop's next pass.
+        return loop._make_socket_transport(sock, protocol_factory())  # type: ignore[attr-defined,return-value]
+    except BaseException:
+        sock.close()
+        raise
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -91,6 +150,10 @@ class Upstreams:
         for text in fixed:
             pool = _direct_pool(text, old_direct.get(_key(text)))
             self.direct.setdefault(pool.name, pool)
+        # Per-connection lookups: a route's fixed address → its pool, a pooled host → its
+        # address family. Both only ever hold what the config names, so they stay bounded.
+        self._direct_by_address: dict[HostPort, UpstreamPool] = {}
+        self._families: dict[str, int | None] = {}
 
     def reconfigured(self, config: Config) -> Upstreams:
         return Upstreams(config, previous=self)
@@ -113,18 +176,29 @@ class Upstreams:
             address = decision.address
             if address is None:
                 raise DialError(CloseReason.BAD_UPSTREAM, f"no upstream for {decision.upstream!r}")
-            pool = self.direct.get(_key(str(address)))
+            pool = self._direct_by_address.get(address)
+            if pool is None:
+                pool = self.direct.get(_key(str(address)))
+                if pool is not None:
+                    self._direct_by_address[address] = pool
             servers = [pool.servers[0]] if pool is not None else [ServerState(address.host, address.port)]
 
         failures: list[str] = []
         resolve_failures = 0
         last_reason = CloseReason.CONNECT_FAILED
         for server in servers:
+            host = server.host
+            if pool is not None:
+                family = self._families.get(host, 0)
+                if family == 0:
+                    family = self._families[host] = literal_family(host)
+            else:
+                family = literal_family(host)
             try:
-                if is_ip_literal(server.host):   # skip the resolver's slower literal check
-                    addresses = [(server.host, server.port)]
+                if family is not None:   # skip the resolver's slower literal check
+                    addresses = [(host, server.port)]
                 else:
-                    addresses = await self.resolver.resolve(server.host, server.port)
+                    addresses = await self.resolver.resolve(host, server.port)
             except ResolveError as exc:
                 resolve_failures += 1
                 failures.append(str(exc))
@@ -133,8 +207,8 @@ class Upstreams:
             for ip, port in addresses:
                 label = format_address(ip, port)
                 try:
-                    async with asyncio.timeout(self.connect_timeout):
-                        transport, _ = await loop.create_connection(protocol_factory, ip, port)
+                    transport = await open_transport(loop, family or _family_of(ip), ip, port,
+                                                     protocol_factory, self.connect_timeout)
                 except TimeoutError:
                     problem, last_reason = f"no answer within {self.connect_timeout:g}s", CloseReason.CONNECT_TIMEOUT
                 except OSError as exc:
@@ -182,6 +256,10 @@ class Upstreams:
                         last_error=s.last_error, active=s.active, total=s.total_connections,
                     ))
         return tuple(out)
+
+
+def _family_of(ip: str) -> int:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
 
 
 def _scope(pool: UpstreamPool) -> str:
