@@ -111,11 +111,12 @@ class _TlsClientSide(asyncio.Protocol):
 class _PlainUpstreamSide(asyncio.Protocol):
     """Protocol of the plain upstream transport from connect on."""
 
-    __slots__ = ("relay", "source")
+    __slots__ = ("relay", "source", "full")
 
     def __init__(self, relay: TerminatingRelay) -> None:
         self.relay = relay
         self.source: asyncio.Transport | None = None
+        self.full = False              # the upstream's write buffer is above HIGH_WATER
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.source = transport  # type: ignore[assignment]
@@ -128,11 +129,13 @@ class _PlainUpstreamSide(asyncio.Protocol):
         return self.relay.upstream_eof()
 
     def pause_writing(self) -> None:
+        self.full = True
         client = self.relay.client_transport
         if client is not None:
             client.pause_reading()       # the upstream is slow: stop reading the client
 
     def resume_writing(self) -> None:
+        self.full = False
         relay = self.relay
         client = relay.client_transport
         if client is not None and relay.started and not client.is_closing():
@@ -185,7 +188,7 @@ class TerminatingRelay:
         if first_bytes:
             upstream.write(first_bytes)
         self._decrypt()      # what the client sent while we were connecting
-        if not self.client_done and not client.is_closing():
+        if not self.client_done and not self.upstream_side.full and not client.is_closing():
             client.resume_reading()
 
     def close(self, abort: bool = False) -> None:
