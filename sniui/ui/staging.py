@@ -218,6 +218,24 @@ class StagedSession:
             return {}
         return copy.deepcopy(value)
 
+    def add_test(self, sni: str | None, expect: str, alpn: str | None = None) -> int:
+        """Pin a routing expectation into the `tests:` block; returns its index."""
+        entry: dict[str, Any] = {"sni": sni, "expect": expect}
+        if alpn:
+            entry["alpn"] = alpn
+        tests = self._data.setdefault("tests", [])
+        tests.append(entry)
+        self._changed()
+        return len(tests) - 1
+
+    def remove_test(self, index: int) -> dict[str, Any]:
+        tests = self._data.get("tests") or []
+        removed = tests.pop(index)
+        if not tests:
+            self._data.pop("tests", None)
+        self._changed()
+        return removed
+
     def set_fallback(self, name: str, data: dict[str, Any] | None) -> None:
         """Replace `default` / `no_sni`; None removes no_sni (then `default` applies to hellos without SNI)."""
         if data is None or (name == "default" and not data):

@@ -241,6 +241,28 @@ async def test_match_panel_resolves_the_rendered_upstream_in_a_worker(config_pat
         assert resolve.has_class("-fail")
 
 
+async def test_pin_a_tested_name_as_a_test_then_remove_it(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        await pilot.press("t")
+        await _fill(pilot, "#match-name", "grafana.apps.example.com")
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert screen.session.data["tests"][-1] == {"sni": "grafana.apps.example.com", "expect": "127.0.0.1:9100"}
+        rows = _table_cells(app, "#tests-table")
+        assert rows[-1][:4] == ["✓", "grafana.apps.example.com", "127.0.0.1:9100", "127.0.0.1:9100"]
+        tests = screen.query_one("#tests-table", DataTable)
+        tests.focus()
+        tests.move_cursor(row=3)
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert len(screen.session.data["tests"]) == 3 and not screen.session.unapplied
+
+
 async def test_tests_panel_shows_pass_fail_against_the_staged_table(config_path: Path) -> None:
     app = harness(config_path)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -268,3 +268,11 @@ def test_fallbacks_are_staged_validated_and_diffed(session: StagedSession) -> No
     session.set_fallback("no_sni", None)
     session.set_fallback("default", {})
     assert not session.unapplied
+
+
+def test_pinned_tests_run_against_the_staged_table(session: StagedSession) -> None:
+    index = session.add_test("a.apps.example.com", "apps.internal:443")
+    assert index == 3 and session.expectations()[3].passed
+    assert session.diff().lines()[-1] == "sections changed: tests"
+    session.remove_test(index)
+    assert not session.unapplied

@@ -58,12 +58,14 @@ class RoutesScreen(StagedScreen):
                 tooltip="Move the selected route earlier in file order (decides between regexes)"),
         Binding("J,shift+down", "move_route(1)", "Move down", id="routes.move_down", show=False,
                 tooltip="Move the selected route later in file order"),
-        Binding("t", "focus_test", "Test name", id="routes.test", tooltip="Type a server name to see which route wins"),
+        Binding("t", "focus_test", "Test", id="routes.test", tooltip="Type a server name to see which route wins"),
+        Binding("ctrl+t", "pin_test", "Pin test", id="routes.pin",
+                tooltip="Add the tested name and its staged decision to the tests: block"),
         Binding("A", "apply", "Apply", id="routes.apply", tooltip="Show the diff, then swap the staged config into the engine"),
         Binding("ctrl+s", "save", "Save", id="routes.save", tooltip="Write the staged config to its file (atomic; keeps .bak)"),
         Binding("R", "revert", "Revert", id="routes.revert", tooltip="Drop staged edits and return to the running config"),
     ]
-    MUTATING = StagedScreen.MUTATING | {"add_route", "edit_route", "delete_route", "move_route"}
+    MUTATING = StagedScreen.MUTATING | {"add_route", "edit_route", "delete_route", "move_route", "pin_test"}
 
     def __init__(self, view=None, session=None, **kwargs):
         super().__init__(view, session, **kwargs)
@@ -276,6 +278,9 @@ class RoutesScreen(StagedScreen):
                 panel.name_input.focus()
 
     def action_delete_route(self) -> None:
+        if self.focused is self.query_one("#tests-table"):
+            self.delete_test()
+            return
         index = self.selected_route
         if index is None:
             self.notify("Select a route to delete (default and no_sni cannot be deleted).", severity="warning")
@@ -302,6 +307,35 @@ class RoutesScreen(StagedScreen):
         if target != index:
             self.sync_staged()
             self.select_route(target)
+
+    def action_pin_test(self) -> None:
+        panel = self.query_one(MatchPanel)
+        decision = panel.decision
+        if decision is None:
+            self.notify("Test a name first (t), then pin its decision as a test.", severity="warning")
+            return
+        expect = "reject" if decision.action == "reject" else (decision.upstream or "")
+        name = panel.name_input.value.strip()
+        index = self.session.add_test(None if name == "-" else name, expect, decision.alpn)
+        self.sync_staged()
+        self.notify(f"tests[{index}]: {name} → {expect} staged; it is checked on every change from now on.",
+                    title="Pin as test")
+
+    def delete_test(self) -> None:
+        tests = self.query_one("#tests-table", DataTable)
+        outcomes = self.session.expectations()
+        if not outcomes or not (0 <= tests.cursor_row < len(outcomes)):
+            return
+        outcome = outcomes[tests.cursor_row]
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.session.remove_test(outcome.index)
+                self.sync_staged()
+
+        self.app.push_screen(ConfirmDialog(f"Remove test {outcome.sni or '(no SNI)'}?",
+                                           f"expect {outcome.expect}; only the staged config changes until you apply.",
+                                           confirm_label="Remove"), answered)
 
     def on_match_panel_leave(self, event: MatchPanel.Leave) -> None:
         event.stop()
