@@ -153,6 +153,29 @@ async def test_mapping_a_certificate_that_does_not_cover_the_route_is_an_error(c
         assert _rows(screen)["soon"]["routes"] == "api"
 
 
+async def test_both_screens_edit_one_staged_config(config_path: Path) -> None:
+    from sniui.ui.app import create_app
+    from sniui.ui.screens.routes import RoutesScreen
+
+    app = create_app(view_for(load_file(config_path).config, path=config_path), refresh_interval=None,
+                     follow_events=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        certificates = app.screen
+        certificates.session.map_certificate(3, "soon")
+        certificates.sync_staged()
+        await pilot.press("2")
+        await pilot.pause()
+        routes = app.screen
+        assert isinstance(routes, RoutesScreen) and routes.session is certificates.session
+        row = next(r for r in routes.rows if r.label == "beta")
+        table = routes.query_one("#routes-table", DataTable)
+        cells = [str(c) for c in table.get_row(row.key)]
+        assert cells[0] == "~" and cells[6] == "terminate"
+        assert app.unapplied is True
+
+
 async def test_apply_refuses_new_certificate_errors(config_path: Path) -> None:
     app = harness(config_path)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -20,9 +20,9 @@ from textual.widgets import Static
 
 from sniui.config.loader import ConfigError
 from sniui.config.models import Config
+from sniui.engine.model import EngineSnapshot
 from sniui.tls.certificates import validate_certificates
 from sniui.tls.findings import CertFinding
-from sniui.engine.model import EngineSnapshot
 from sniui.ui.staging import StagedSession
 from sniui.ui.view import EngineView
 from sniui.ui.widgets.confirm import ConfirmDialog
