@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
-from sniui.config.models import CertificateEntry
+from sniui.config.models import CertificateEntry, format_loc
 from sniui.tls.certificates import EXPIRY_WARNING, CertificateInfo, check_certificates, load_certificate_entry
 from sniui.tls.findings import CertFinding
 from sniui.ui.format import clip
@@ -80,7 +80,13 @@ def check_staged(session: StagedSession, now: datetime) -> StagedCertificates:
     # Config errors about certificates (an unknown name on a route) belong in the list too.
     for issue in validation.errors:
         if any(part in ("certificate", "certificates") for part in issue.loc if isinstance(part, str)):
-            out.findings.append(CertFinding("error", None, None, None, issue.loc, issue.message, "fix the field named"))
+            route = None
+            if len(issue.loc) > 1 and issue.loc[0] == "routes" and isinstance(issue.loc[1], int):
+                labels = session.labels()
+                route = labels[issue.loc[1]] if issue.loc[1] < len(labels) else None
+            fix = (f"give route {route} an existing certificate (m), or add the entry (a)" if route
+                   else f"correct {format_loc(issue.loc)}")
+            out.findings.append(CertFinding("error", None, route, None, issue.loc, issue.message, fix))
     return out
 
 
