@@ -327,6 +327,34 @@ async def test_a_client_below_the_routes_min_version_is_refused_with_the_reason(
         assert "protocol" in record.close_detail.lower(), record.close_detail
 
 
+async def test_a_client_that_distrusts_the_certificate_or_leaves_is_a_counted_handshake_failure(
+        ca, tmp_path, plain_service):
+    # nginx users see "peer closed connection in SSL handshake"; here the record says why.
+    service = await plain_service("plain-d")
+    text = terminating_config([{"name": "d", "sni": "d.test", "certificate": "d", "upstream": service.address}],
+                              {"d": write_leaf(ca, tmp_path, "d", "d.test")})
+    async with running(text) as engine:
+        def distrusting_client(port: int) -> None:
+            # A blocking SSLSocket sends its alert before raising (asyncio's client just closes).
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw:
+                client_context_for(trustme.CA()).wrap_socket(raw, server_hostname="d.test")
+
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.to_thread(distrusting_client, port_of(engine))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(engine))
+        writer.write(make_client_hello("d.test"))
+        writer.write_eof()                           # gone before finishing the handshake
+        await read_until_closed(reader)
+        writer.close()
+        distrusted, gone = await closed_records(engine, 2)
+        assert distrusted.close_reason is CloseReason.TLS_HANDSHAKE_FAILED
+        assert "unknown ca" in distrusted.close_detail.lower(), distrusted.close_detail
+        assert gone.close_reason is CloseReason.TLS_HANDSHAKE_FAILED
+        assert gone.close_detail == "the client closed the connection during the TLS handshake"
+        assert engine.snapshot().per_route["d"].errors == {HANDSHAKE_FAILED: 2}
+        assert service.received == []
+
+
 async def test_a_stalled_handshake_ends_after_the_hello_timeout(ca, tmp_path, plain_service):
     service = await plain_service("plain-t")
     text = terminating_config([{"name": "t", "sni": "t.test", "certificate": "t", "upstream": service.address}],
