@@ -355,6 +355,27 @@ async def test_a_client_that_distrusts_the_certificate_or_leaves_is_a_counted_ha
         assert service.received == []
 
 
+async def test_an_unreachable_upstream_after_the_handshake_closes_without_close_notify(ca, tmp_path, client_context):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    text = terminating_config([{"name": "u", "sni": "u.test", "certificate": "u", "upstream": f"127.0.0.1:{closed_port}"}],
+                              {"u": write_leaf(ca, tmp_path, "u", "u.test")})
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
+            pipe = TlsClientPipe(sock, client_context, "u.test")
+            pipe.handshake()
+            pipe.send(b"anyone there?\n")
+            pipe.recv()
+
+    async with running(text) as engine:
+        # Not a clean end (no close_notify): the client cannot mistake a failed upstream for an empty answer.
+        with pytest.raises((ssl.SSLEOFError, ConnectionError)):
+            await asyncio.to_thread(client, port_of(engine))
+        [record] = await closed_records(engine, 1)
+        assert record.close_reason is CloseReason.CONNECT_FAILED and "refused" in record.close_detail
+
+
 async def test_a_stalled_handshake_ends_after_the_hello_timeout(ca, tmp_path, plain_service):
     service = await plain_service("plain-t")
     text = terminating_config([{"name": "t", "sni": "t.test", "certificate": "t", "upstream": service.address}],
