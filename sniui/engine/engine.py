@@ -136,7 +136,10 @@ class Engine:
             try:
                 _refuse_invalid(config)
                 table = RouteTable(config)
-                _refuse_certificate_errors(config, self.config)
+                if config.certificates:
+                    # Reading and checking certificate files (and building a context per
+                    # certificate to ask OpenSSL) stays off the event loop that relays.
+                    await asyncio.to_thread(_refuse_certificate_errors, config, self.config)
                 upstreams = self.upstreams.reconfigured(config)
             except EngineError as exc:
                 self._notify("config_refused", "error", str(exc))
