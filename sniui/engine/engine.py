@@ -31,8 +31,10 @@ error the running config already has (a certificate that expired since it
 was applied) does not block other changes, as in the TUI. `apply()` updates
 the contexts after its listeners are bound and before the swap.
 
-Per connection the relay only bumps two integers; hello and idle timeouts
-and the rate ring are enforced by one ticker task, not a timer per connection.
+Per connection the relay only bumps two integers; hello, handshake (terminating
+routes: `timeouts.client_hello` again, from the routing decision) and idle
+timeouts and the rate ring are enforced by one ticker task, not a timer per
+connection.
 """
 
 from __future__ import annotations

@@ -768,6 +768,60 @@ async def test_a_client_that_stops_reading_pauses_the_upstream(ca, tmp_path, cli
         server.close()
 
 
+async def test_an_upstream_that_stops_reading_pauses_the_client(ca, tmp_path, client_context):
+    from sniui.engine.relay import HIGH_WATER
+
+    total = 32 * 1024 * 1024
+    release = asyncio.Event()
+    received = 0
+
+    async def slow_reader(reader, writer):
+        nonlocal received
+        await release.wait()
+        while chunk := await reader.read(1 << 20):
+            received += len(chunk)
+        writer.close()
+
+    server = await asyncio.start_server(slow_reader, "127.0.0.1", 0)
+    text = terminating_config([{"name": "slow", "sni": "slow.test", "certificate": "slow",
+                                "upstream": f"127.0.0.1:{server.sockets[0].getsockname()[1]}"}],
+                              {"slow": write_leaf(ca, tmp_path, "slow", "slow.test")})
+
+    def flooding_client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE * 3) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+            pipe = TlsClientPipe(sock, client_context, "slow.test")
+            pipe.handshake()
+            for piece in pattern_stream(total, 3):
+                pipe.send(piece)
+            pipe.close_notify()
+            return pipe.recv()
+
+    try:
+        async with running(text) as engine:
+            client = ThreadResult(flooding_client, port_of(engine))
+            await wait_until(lambda: engine.registry.live and next(iter(engine.registry.live.values())).bytes_up > 0,
+                             what="bytes flowing")
+            conn = next(iter(engine.registry.live.values()))
+            previous, stable_rounds = -1, 0
+            for _ in range(200):               # bounded: at most ~10 s
+                await asyncio.sleep(0.05)
+                stable_rounds = stable_rounds + 1 if conn.bytes_up == previous else 0
+                previous = conn.bytes_up
+                if stable_rounds >= 6:
+                    break
+            assert stable_rounds >= 6, "the relay kept decrypting towards an upstream that does not read"
+            assert conn.bytes_up < total
+            assert conn.upstream_transport.get_write_buffer_size() <= HIGH_WATER + 300 * 1024
+            release.set()
+            assert await client.result(DEADLINE * 3) == b""
+            [record] = await closed_records(engine, 1)
+            assert (record.bytes_up, record.close_reason, record.close_detail) == (total, CloseReason.CLIENT_CLOSED, None)
+            assert received == total
+    finally:
+        server.close()
+
+
 # -- the demo ------------------------------------------------------------------------------------
 
 
