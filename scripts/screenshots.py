@@ -95,9 +95,11 @@ async def live(out: Path) -> list[Path]:
     port = engine.bound_addresses[0][1]
     stop = asyncio.Event()
 
+    from sniui.ui.demo_session import demo_traffic
+
     async def traffic():
-        while not stop.is_set():  # bounded bursts, until the screenshots are done
-            await demo.traffic(port, count=30, concurrency=6, pace=0.05)
+        while not stop.is_set():  # the TUI's own demo traffic (held connections + bursts), until the shots are done
+            await demo_traffic(demo, port)
 
     generator = asyncio.ensure_future(traffic())
     try:
@@ -105,7 +107,7 @@ async def live(out: Path) -> list[Path]:
             deadline = asyncio.get_running_loop().time() + 10
             while not engine.snapshot().totals.accepted and asyncio.get_running_loop().time() < deadline:
                 await pilot.pause(0.1)
-            await pilot.pause(1.5)  # let a few rate samples accumulate for the sparklines
+            await pilot.pause(2.5)  # let a few rate samples accumulate for the sparklines
 
         view = LiveEngineView(engine)
         return await shoot(lambda: create_app(view, demo_text=demo.instructions_for(port)), out, settle)
