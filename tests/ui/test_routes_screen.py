@@ -348,6 +348,18 @@ async def test_stage_and_apply_with_the_mouse(config_path: Path) -> None:
         assert app.view.table.match("mouse.example.org").upstream == "127.0.0.1:9500"
 
 
+async def test_apply_dialog_lists_warnings(config_path: Path) -> None:
+    app = harness(config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        app.screen.session.add_route({"sni": ["w.example.org"], "upstream": "127.0.0.1:9600", "allow": ["*.svc:443"]})
+        app.screen.sync_staged()
+        await pilot.press("A")
+        await pilot.pause()
+        body = str(app.screen.query_one("#diff-body", Static).render())
+        assert "routes[3].allow: allow bounds templated upstreams; this route's upstream is fixed" in body
+
+
 async def test_apply_cancelled_changes_nothing(config_path: Path) -> None:
     app = harness(config_path)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -34,6 +34,19 @@ def test_routes_read_only(snap_compare):
     assert snap_compare(routes_app(read_only=True), terminal_size=SIZE, press=["2"])
 
 
+def test_routes_light_theme(snap_compare):
+    # Tones come from the theme, so the light theme must read as well as the dark one.
+    app = routes_app()
+
+    async def stage(pilot):
+        await pilot.press("T", "2")
+        app.screen.session.add_route({"name": "net", "sni": [".example.net"], "upstream": "10.0.9.9:443"})
+        app.screen.sync_staged()
+        await pilot.press("t", *"shop.example.com")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=stage)
+
+
 def test_routes_match_panel(snap_compare):
     # The web group's servers are IP literals, so the resolve line needs no DNS and never changes.
     assert snap_compare(routes_app(), terminal_size=SIZE, press=["2", "t", *"shop.example.com"])

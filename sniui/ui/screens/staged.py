@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from sniui.config.loader import ConfigError
-from sniui.config.models import Config
+from sniui.config.models import Config, format_loc
 from sniui.engine.model import EngineSnapshot
 from sniui.tls.certificates import validate_certificates
 from sniui.tls.findings import CertFinding
@@ -158,7 +158,8 @@ class StagedScreen(Screen):
             if confirmed:
                 self.apply_staged()
 
-        self.app.push_screen(DiffDialog(diff), answered)
+        warnings = [f"{format_loc(w.loc)}: {w.message}" for w in validation.warnings]
+        self.app.push_screen(DiffDialog(diff, warnings=warnings), answered)
 
     @work(exclusive=True, group="apply", exit_on_error=False)
     async def apply_staged(self) -> None:

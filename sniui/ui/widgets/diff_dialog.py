@@ -21,7 +21,7 @@ from sniui.ui.staged_diff import StagedDiff
 from sniui.ui.widgets.tones import tone_styles
 
 
-def diff_text(diff: StagedDiff, tones: dict[str, Style]) -> Text:
+def diff_text(diff: StagedDiff, tones: dict[str, Style], warnings: list[str] | None = None) -> Text:
     text = Text()
     marks = {"added": ("+", "success"), "removed": ("-", "error"), "changed": ("~", "warning"), "moved": ("↕", "accent")}
     if diff.routes:
@@ -50,6 +50,10 @@ def diff_text(diff: StagedDiff, tones: dict[str, Style]) -> Text:
             text.append(("  ✗ " if not change.after.passed else "  ✓ ") + change.describe() + "\n", style=tones[tone])
     elif diff.routes or diff.fallbacks:
         text.append("No saved test changes decision.\n", style=tones["muted"])
+    if warnings:
+        text.append("Warnings (they do not block applying)\n", style=Style(bold=True))
+        for warning in warnings:
+            text.append("  ! " + warning + "\n", style=tones["warning"])
     if diff.empty:
         text.append("Nothing to apply: the staged config is the running one.", style=tones["muted"])
     text.rstrip()
@@ -76,9 +80,11 @@ class DiffDialog(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "Back", id="diff.cancel", tooltip="Keep editing; nothing changes"),
     ]
 
-    def __init__(self, diff: StagedDiff, *, title: str = "Apply the staged config?", action_label: str = "Apply"):
+    def __init__(self, diff: StagedDiff, *, title: str = "Apply the staged config?", action_label: str = "Apply",
+                 warnings: list[str] | None = None):
         super().__init__()
         self.diff = diff
+        self.warnings = warnings or []
         self._title = title
         self._action_label = action_label
 
@@ -86,7 +92,7 @@ class DiffDialog(ModalScreen[bool]):
         with Vertical():
             yield Label(self._title, id="diff-title")
             with VerticalScroll():
-                yield Static(diff_text(self.diff, tone_styles(self.app)), id="diff-body")
+                yield Static(diff_text(self.diff, tone_styles(self.app), self.warnings), id="diff-body")
             with Horizontal(id="diff-buttons"):
                 yield Button("Back (n)", id="diff-no")
                 yield Button(f"{self._action_label} (y)", id="diff-yes",

@@ -3,8 +3,9 @@
 The engine and the UI share one event loop, and a check can be slow: a whole
 config validated with thousands of routes, or certificate files read and
 handed to OpenSSL. So the check runs in a thread worker on a snapshot of the
-form's values, and only the answer for the newest values is shown; answers
-for older keystrokes are dropped. Submitting checks once more, synchronously,
+form's values, and only the answer to the newest request is shown; answers
+to older keystrokes are dropped (the newest request also carries which fields
+were touched, so an older answer for the same text is not enough). Submitting checks once more, synchronously,
 so what is staged is exactly what was validated.
 """
 
@@ -23,8 +24,8 @@ class CheckedForm(ModalScreen[ResultType], Generic[ResultType]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._wanted: Any = object()
-        self._checked: Any = object()
+        self._requested = 0    # id of the newest check asked for
+        self._answered = -1    # id of the check whose answer is on screen
 
     def current(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -37,30 +38,30 @@ class CheckedForm(ModalScreen[ResultType], Generic[ResultType]):
 
     @property
     def settled(self) -> bool:
-        """True once the shown messages belong to the values in the fields (tests wait on this)."""
-        return self._checked == self._wanted
+        """True once the messages on screen answer the newest request (tests wait on this)."""
+        return self._answered == self._requested
 
     def request_check(self) -> None:
-        self._wanted = self.current()
-        self._check_in_thread(self._wanted)
+        self._requested += 1
+        self._check_in_thread(self._requested, self.current())
 
     def check_now(self) -> Any:
+        self._requested += 1
         values = self.current()
         result = self.compute(values)
-        self._wanted = values
-        self._deliver(values, result)
+        self._deliver(self._requested, values, result)
         return result
 
     @work(thread=True, exclusive=True, group="form-check", exit_on_error=False)
-    def _check_in_thread(self, values: Any) -> None:
+    def _check_in_thread(self, request: int, values: Any) -> None:
         result = self.compute(values)
         try:
-            self.app.call_from_thread(self._deliver, values, result)
+            self.app.call_from_thread(self._deliver, request, values, result)
         except RuntimeError:
             pass  # the app is shutting down: nobody to show it to
 
-    def _deliver(self, values: Any, result: Any) -> None:
-        if values != self._wanted or not self.is_attached:
-            return  # an answer for older keystrokes
-        self._checked = values
+    def _deliver(self, request: int, values: Any, result: Any) -> None:
+        if request != self._requested or not self.is_attached:
+            return  # an answer to older keystrokes
+        self._answered = request
         self.show(values, result)
