@@ -247,7 +247,8 @@ def test_certificates_are_staged_and_mapped(session: StagedSession, tmp_path: Pa
 
 
 def test_staging_does_not_import_textual() -> None:
-    done = subprocess.run([sys.executable, "-c", "import sys, sniui.ui.staging; print('textual' in sys.modules)"],
+    code = "import sys, sniui.ui.staging, sniui.ui.staged_diff, sniui.ui.route_data; print('textual' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code],
                           capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
 
