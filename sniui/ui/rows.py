@@ -32,7 +32,15 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("route", "Route", 14),
 )
 COLUMN_KEYS = tuple(key for key, _, _ in COLUMNS)
-_WIDTH = {key: width for key, _, width in COLUMNS}
+WIDE: Mapping[str, int] = {key: width for key, _, width in COLUMNS}
+# Under ~100 columns the name columns give up some width so state, bytes and rate stay on screen.
+NARROW: Mapping[str, int] = {**WIDE, "sni": 19, "upstream": 17}
+
+# Table labels for states: at most 11 cells, so the State column never crops one.
+STATE_LABEL = {
+    ConnState.READING_HELLO: "hello", ConnState.CONNECTING: "connecting", ConnState.HANDSHAKING: "handshake",
+    ConnState.ESTABLISHED: "established", ConnState.CLOSING: "closing", ConnState.CLOSED: "closed",
+}
 
 # Rendering is the expensive part, so rows beyond this are not given to the
 # table at all; the status line says how many were left out and how to narrow.
@@ -164,30 +172,31 @@ def state_tone(state: ConnState) -> str:
     return "warning"  # reading hello / connecting / handshaking: in progress, worth noticing when it lingers
 
 
-def connection_cells(conn: ConnectionInfo, now: float, rate: float, *, indent: bool = False) -> tuple[str, ...]:
+def connection_cells(conn: ConnectionInfo, now: float, rate: float, *, indent: bool = False,
+                     widths: Mapping[str, int] = WIDE) -> tuple[str, ...]:
     sni = conn.sni or "(no SNI)"
     if indent:
         sni = "  " + sni
     return (
-        clip(sni, _WIDTH["sni"]),
-        clip(upstream_text(conn), _WIDTH["upstream"]),
-        conn.state.value,
+        clip(sni, widths["sni"]),
+        clip(upstream_text(conn), widths["upstream"]),
+        STATE_LABEL.get(conn.state, conn.state.value),
         human_bytes(conn.bytes_up),
         human_bytes(conn.bytes_down),
         human_rate(rate),
         human_age(now - conn.started),
-        clip(conn.client, _WIDTH["client"]),
-        clip(conn.route or "-", _WIDTH["route"]),
+        clip(conn.client, widths["client"]),
+        clip(conn.route or "-", widths["route"]),
     )
 
 
-def group_cells(group: Group, group_by: GroupBy, expanded: bool) -> tuple[str, ...]:
+def group_cells(group: Group, group_by: GroupBy, expanded: bool, widths: Mapping[str, int] = WIDE) -> tuple[str, ...]:
     marker = "▾" if expanded else "▸"
     label = f"{marker} {group.key}"
     count = f"{group.count} conn" + ("" if group.count == 1 else "s")
     errors = f"{group.errors} err" if group.errors else ""  # in the age column: visible even at 80 columns
     cells = {
-        "sni": clip(label, _WIDTH["sni"]),
+        "sni": clip(label, widths["sni"]),
         "upstream": "",
         "state": count,
         "up": human_bytes(group.bytes_up),
@@ -200,7 +209,7 @@ def group_cells(group: Group, group_by: GroupBy, expanded: bool) -> tuple[str, .
     # Show the group's own label in the column it is grouped by, so the header still reads right.
     column = {"sni": "sni", "upstream": "upstream", "route": "route"}.get(group_by)
     if column and column != "sni":
-        cells[column] = clip(group.key, _WIDTH[column])
+        cells[column] = clip(group.key, widths[column])
         cells["sni"] = f"{marker} {count}"
         cells["state"] = ""
     return tuple(cells[k] for k in COLUMN_KEYS)
@@ -231,6 +240,7 @@ def build_rows(
     per_upstream: Mapping[str, Counters] | None = None,
     sni_errors: Mapping[str, int] | None = None,
     limit: int = DEFAULT_ROW_LIMIT,
+    widths: Mapping[str, int] = WIDE,
 ) -> RowSet:
     conns = list(connections)
     live = len(conns)
@@ -245,7 +255,7 @@ def build_rows(
             shown = (heapq.nlargest if reverse else heapq.nsmallest)(limit, conns, key=key)
         else:
             shown = sorted(conns, key=key, reverse=reverse)[:limit]
-        rows = [DisplayRow(f"c:{c.id}", "conn", connection_cells(c, now, rates.get(c.id, 0.0)),
+        rows = [DisplayRow(f"c:{c.id}", "conn", connection_cells(c, now, rates.get(c.id, 0.0), widths=widths),
                            state_tone(c.state), connection=c) for c in shown]
         return RowSet(rows, live, matched, 0, matched - len(shown))
 
@@ -272,7 +282,7 @@ def build_rows(
         if len(rows) >= limit:
             truncated += 1 + (group.count if is_open else 0)
             continue
-        rows.append(DisplayRow(f"g:{group.key}", "group", group_cells(group, group_by, is_open),
+        rows.append(DisplayRow(f"g:{group.key}", "group", group_cells(group, group_by, is_open, widths),
                                "error" if group.errors else "accent", group=group))
         if is_open:
             for conn in group.connections:
@@ -280,7 +290,8 @@ def build_rows(
                     truncated += 1
                     continue
                 rows.append(DisplayRow(f"c:{conn.id}", "conn",
-                                       connection_cells(conn, now, rates.get(conn.id, 0.0), indent=True),
+                                       connection_cells(conn, now, rates.get(conn.id, 0.0), indent=True,
+                                                        widths=widths),
                                        state_tone(conn.state), connection=conn, group=group))
     return RowSet(rows, live, matched, len(groups), truncated)
 

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from sniui.engine.model import ConnectionInfo, EngineSnapshot
 from sniui.ui.rates import RateTracker
-from sniui.ui.rows import COLUMN_KEYS, GROUP_MODES, ConnFilter, GroupBy, RowSet, build_rows, parse_filter
+from sniui.ui.rows import COLUMN_KEYS, GROUP_MODES, NARROW, WIDE, ConnFilter, GroupBy, RowSet, build_rows, parse_filter
 from sniui.ui.view import EngineView
 from sniui.ui.widgets.confirm import ConfirmDialog
 from sniui.ui.widgets.connections import ConnectionsTable
@@ -33,6 +33,8 @@ _DESCENDING_FIRST = {"up", "down", "rate"}
 _GROUP_LABEL = {"flat": "flat", "sni": "by SNI", "upstream": "by upstream", "route": "by route"}
 # Below this width the detail panel takes the whole screen instead of sharing it.
 _NARROW = 110
+# Below this width the name columns narrow so state and bytes stay on screen.
+_NARROW_COLUMNS = 100
 
 
 class DashboardScreen(Screen):
@@ -109,7 +111,13 @@ class DashboardScreen(Screen):
         self._apply_width(event.size.width)
 
     def _apply_width(self, width: int) -> None:
-        self.set_class(0 < width < _NARROW, "-narrow")
+        if width <= 0:
+            return  # not laid out yet; on_resize brings the real width
+        narrow = 0 < width < _NARROW
+        self.set_class(narrow, "-narrow")
+        if self.query_one(ConnectionsTable).set_widths(NARROW if width < _NARROW_COLUMNS else WIDE):
+            self._rows_key = None
+            self.refresh_now()
 
     def on_screen_resume(self) -> None:
         # Coming back from another screen: show the present at once, not at the next tick.
@@ -157,6 +165,7 @@ class DashboardScreen(Screen):
             sort=self.sort_column, reverse=self.sort_reverse != (self.sort_column in _DESCENDING_FIRST),
             expanded=self.expanded, per_route=snapshot.per_route, per_upstream=snapshot.per_upstream,
             sni_errors=self._sni_errors(snapshot) if self.group_by == "sni" else None,
+            widths=self.query_one(ConnectionsTable).widths,
         )
 
     def _show_connections(self, snapshot: EngineSnapshot, now: float) -> None:

@@ -13,7 +13,9 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from sniui.ui.rows import COLUMNS, COLUMN_KEYS, DisplayRow
+from typing import Mapping
+
+from sniui.ui.rows import COLUMNS, COLUMN_KEYS, WIDE, DisplayRow
 from sniui.ui.widgets.tones import tone_styles
 
 
@@ -47,13 +49,30 @@ class ConnectionsTable(DataTable):
         self._styles = {}
         self.sort_column = "age"
         self.sort_reverse = False
+        self.widths: Mapping[str, int] = WIDE
 
     def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
-        self._label_sort()
+        self._add_columns()
         self._styles = tone_styles(self.app)
         self.watch(self.app, "theme", self._theme_changed, init=False)
+
+    def _add_columns(self) -> None:
+        for key, label, _ in COLUMNS:
+            self.add_column(label, key=key, width=self.widths[key])
+        self._label_sort()
+
+    def set_widths(self, widths: Mapping[str, int]) -> bool:
+        """Switch column widths (wide/narrow terminal). Rows come back at the next `show_rows`."""
+        if widths == self.widths:
+            return False
+        self.widths = widths
+        if self.is_mounted:
+            self.clear(columns=True)
+            self._cells.clear()
+            self._tones.clear()
+            self._order = []
+            self._add_columns()
+        return True
 
     def _theme_changed(self) -> None:
         self._styles = tone_styles(self.app)
