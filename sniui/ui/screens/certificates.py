@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.style import Style
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -201,24 +202,28 @@ class CertificatesScreen(StagedScreen):
         errors = sum(f.severity == "error" for f in findings)
         box.border_title = f"Findings: {errors} error(s), {len(findings) - errors} warning(s)" if findings else "Findings: none"
         box.set_class(errors > 0, "-errors")
-        text = Text()
         base = self.session.running.base_dir
+        # One grid row per finding: the mark in its own column keeps wrapped messages indented under it.
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
         for finding in findings:
             tone = tones["error"] if finding.severity == "error" else tones["warning"]
             where = " · ".join(p for p in (finding.certificate, finding.route and f"route {finding.route}") if p)
-            text.append(f"{'✗' if finding.severity == 'error' else '!'} {finding.severity}", style=tone + Style(bold=True))
-            text.append(f"  {where}\n" if where else "\n", style=Style(bold=True))
-            text.append(f"  {_relative(finding.message, base)}\n")
+            body = Text()
+            body.append(finding.severity, style=tone + Style(bold=True))
+            body.append(f"  {where}\n" if where else "\n", style=Style(bold=True))
+            body.append(_relative(finding.message, base))
             if finding.fix:
-                text.append(f"  fix: {_relative(finding.fix, base)}\n", style=tones["muted"])
+                body.append(f"\nfix: {_relative(finding.fix, base)}", style=tones["muted"])
+            grid.add_row(Text("✗" if finding.severity == "error" else "!", style=tone + Style(bold=True)), body)
         if not findings and not self.names:
-            text.append("No certificates: routes pass TLS through. Add one (a) to terminate TLS on a route (m).",
-                        style=tones["muted"])
+            grid.add_row("", Text("No certificates: routes pass TLS through. Add one (a) to terminate TLS on a route (m).",
+                                  style=tones["muted"]))
         elif not findings:
-            text.append("No findings: every certificate loads, matches its key, covers its routes and is in date.",
-                        style=tones["success"])
-        text.rstrip()
-        self.query_one("#findings", Static).update(text)
+            grid.add_row("", Text("No findings: every certificate loads, matches its key, covers its routes and is in date.",
+                                  style=tones["success"]))
+        self.query_one("#findings", Static).update(grid)
 
     def _draw_detail(self) -> None:
         name = self.selected
@@ -228,23 +233,30 @@ class CertificatesScreen(StagedScreen):
             return
         entry = self.session.certificates.get(name, {})
         info = self.report.infos.get(name)
-        lines = [f"name      {name}", f"cert      {entry.get('cert', '')}", f"key       {entry.get('key', '')}"]
+        rows: list[tuple[str, str]] = [("name", name), ("cert", entry.get("cert", "")), ("key", entry.get("key", ""))]
         if info is not None and info.loaded:
-            lines += [
-                f"subject   {info.subject}",
-                f"issuer    {info.issuer}",
-                f"SANs      {', '.join(info.sans) or '(none)'}",
-                f"valid     {info.not_before:%Y-%m-%d} → {info.not_after:%Y-%m-%d} ({info.days_left} days left)"
-                if info.days_left is not None and info.days_left >= 0 else
-                f"valid     {info.not_before:%Y-%m-%d} → {info.not_after:%Y-%m-%d} (EXPIRED {-(info.days_left or 0)} days ago)",
-                f"key       {info.key_type or '?'}{f' {info.key_bits} bits' if info.key_bits and info.key_type == 'RSA' else ''}"
-                f" — {'matches the certificate' if info.key_matches else 'DOES NOT MATCH' if info.key_matches is False else 'not checked'}",
-                f"chain     {'ok' if info.chain_ok else 'NOT ok'}: " + " → ".join(info.chain),
-                f"signature {info.signature_hash or '-'}",
+            days = info.days_left if info.days_left is not None else 0
+            span = f"{info.not_before:%Y-%m-%d} → {info.not_after:%Y-%m-%d}"
+            match = {True: "matches the certificate", False: "DOES NOT MATCH", None: "not checked"}[info.key_matches]
+            bits = f" {info.key_bits} bits" if info.key_bits and info.key_type == "RSA" else ""
+            rows += [
+                ("subject", info.subject or ""),
+                ("issuer", info.issuer or ""),
+                ("SANs", ", ".join(info.sans) or "(none)"),
+                ("valid", f"{span} ({_days(days)} left)" if days >= 0 else f"{span} (EXPIRED {_days(-days)} ago)"),
+                ("key", f"{info.key_type or '?'}{bits} — {match}"),
+                ("chain", ("ok: " if info.chain_ok else "NOT ok: ") + " → ".join(info.chain)),
+                ("signature", info.signature_hash or "-"),
             ]
         routes = self.report.routes.get(name, [])
-        lines.append(f"routes    {', '.join(routes) if routes else '(none: m maps it to a route)'}")
-        detail.update(Text("\n".join(lines)))
+        rows.append(("routes", ", ".join(routes) if routes else "(none: m maps it to a route)"))
+        # A grid keeps wrapped values (long paths, subjects) under their own column.
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style=tone_styles(self.app)["muted"], no_wrap=True)
+        grid.add_column(overflow="fold")
+        for label, value in rows:
+            grid.add_row(label, value)
+        detail.update(grid)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "certs-table":
@@ -337,6 +349,10 @@ class CertificatesScreen(StagedScreen):
 
         self.app.push_screen(MapCertificateForm(choices, list(self.session.certificates), route=start,
                                                 certificate=selected), done)
+
+
+def _days(count: int) -> str:
+    return f"{count} day" if count == 1 else f"{count} days"
 
 
 def _mark(value: bool | None, tones: dict[str, Style]) -> Text:
