@@ -395,8 +395,10 @@ async def test_a_stalled_handshake_ends_after_the_hello_timeout(ca, tmp_path, pl
 # -- close_notify, keep-alive, framing -----------------------------------------------------------
 
 
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"])
 async def test_dns_over_tls_exchange_with_close_notify_then_reading_completes_cleanly(
-        ca, tmp_path, plain_service, client_context):
+        ca, tmp_path, plain_service, version):
+    client_context = client_context_for(ca, max_version=version)
     service = await plain_service("plain-dot")
     text = terminating_config([{"name": "dot", "sni": "dot.test", "certificate": "dot", "upstream": service.address}],
                               {"dot": write_leaf(ca, tmp_path, "dot", "dot.test")})
@@ -543,8 +545,10 @@ BULK = 50 * 1024 * 1024
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"])
 @pytest.mark.parametrize("first", ["client", "upstream"])
-async def test_50_mb_each_way_byte_identical_with_half_close(ca, tmp_path, client_context, first):
+async def test_50_mb_each_way_byte_identical_with_half_close(ca, tmp_path, first, version):
+    client_context = client_context_for(ca, max_version=version)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -607,7 +611,8 @@ async def test_50_mb_each_way_byte_identical_with_half_close(ca, tmp_path, clien
             assert (record.bytes_up, record.bytes_down) == (BULK, BULK)
             expected = CloseReason.CLIENT_CLOSED if first == "client" else CloseReason.UPSTREAM_CLOSED
             assert (record.close_reason, record.close_detail) == (expected, None)
-            print(f"\nterminating, {first} first: {2 * BULK / elapsed / 1e6:.0f} MB/s of plaintext ({elapsed:.2f}s)")
+            print(f"\nterminating {version.name}, {first} first: {2 * BULK / elapsed / 1e6:.0f} MB/s of plaintext "
+                  f"({elapsed:.2f}s)")
     finally:
         listener.close()
 
