@@ -373,3 +373,19 @@ def test_rates_from_successive_snapshots():
     later = dataclasses.replace(snapshot, taken_at=NOW + 1, connections=(moved,))
     weight = 1 - math.exp(-1 / 3.0)
     assert tracker.update(later, NOW + 1)[conn.id] == pytest.approx(weight * 3000 + (1 - weight) * first)
+
+
+async def test_close_a_whole_group(replay_app):
+    app = replay_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("g", "g", "g")  # by route
+        table = app.screen.query_one(ConnectionsTable)
+        table.move_cursor(row=table.get_row_index("g:org"))
+        org = {c.id for c in app.view.snapshot().connections if c.route == "org"}
+        assert org
+        await pilot.press("k", "y")
+        await pilot.pause()
+        snapshot = app.view.snapshot()
+        assert not any(c.id in org for c in snapshot.connections)
+        assert {c.id for c in snapshot.recent if c.close_reason is CloseReason.KILLED} == org
+        assert "g:org" not in table_keys(app)

@@ -18,7 +18,9 @@ from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from sniui.engine.model import ConnectionInfo, EngineSnapshot
 from sniui.ui.rates import RateTracker
-from sniui.ui.rows import COLUMN_KEYS, GROUP_MODES, NARROW, WIDE, ConnFilter, GroupBy, RowSet, build_rows, parse_filter
+from sniui.ui.rows import (
+    COLUMN_KEYS, GROUP_MODES, NARROW, WIDE, ConnFilter, Group, GroupBy, RowSet, build_rows, parse_filter,
+)
 from sniui.ui.view import EngineView
 from sniui.ui.widgets.confirm import ConfirmDialog
 from sniui.ui.widgets.connections import ConnectionsTable
@@ -47,7 +49,7 @@ class DashboardScreen(Screen):
         Binding("s", "cycle_sort", "Sort", id="dashboard.sort", tooltip="Sort by the next column"),
         Binding("S", "reverse_sort", "Reverse", id="dashboard.reverse", show=False, tooltip="Reverse the sort order"),
         Binding("k", "close_connection", "Close", id="dashboard.close",
-                tooltip="Close the selected connection (asks first)"),
+                tooltip="Close the selected connection, or every connection of the selected group (asks first)"),
         Binding("p", "toggle_pause", "Pause", id="dashboard.pause", tooltip="Freeze the dashboard; traffic keeps flowing"),
         Binding("c", "show_tab('live')", "Live", id="dashboard.live", show=False, tooltip="Live connections"),
         Binding("r", "show_tab('closed')", "Closed", id="dashboard.closed", show=False,
@@ -346,10 +348,21 @@ class DashboardScreen(Screen):
             return self.detail_id
         return None
 
+    def selected_group(self) -> Group | None:
+        """The group row under the cursor on the live tab (grouped views only)."""
+        if self.query_one(TabbedContent).active != "live" or self.last_rows is None:
+            return None
+        key = self.query_one(ConnectionsTable).selected_key
+        if not key or not key.startswith("g:"):
+            return None
+        return next((row.group for row in self.last_rows.rows if row.key == key), None)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "close_connection":
             if self.view.read_only:
                 return False  # hidden: read-only mode shows no action that changes anything
+            if self.selected_group() is not None:
+                return True   # a group row: close every connection in it
             conn_id = self.selected_connection_id()
             if conn_id is None or not self._find(conn_id)[1]:
                 return None   # shown but disabled: nothing live is selected
@@ -408,8 +421,14 @@ class DashboardScreen(Screen):
         self.query_one(TabbedContent).active = tab
 
     def action_close_connection(self) -> None:
+        if self.view.read_only:
+            return
+        group = self.selected_group()
+        if group is not None:
+            self._close_group(group)
+            return
         conn_id = self.selected_connection_id()
-        if conn_id is None or self.view.read_only:
+        if conn_id is None:
             return
         conn, live = self._find(conn_id)
         if conn is None or not live:
@@ -429,3 +448,18 @@ class DashboardScreen(Screen):
             self.refresh_now()
 
         self.app.push_screen(ConfirmDialog("Close this connection?", body, confirm_label="Close"), closed)
+
+    def _close_group(self, group: Group) -> None:
+        """hatop/k9s "kill many": every live connection of one SNI, upstream or route, after one confirmation."""
+        ids = [conn.id for conn in group.connections]
+        body = (f"{len(ids)} connection{'s' if len(ids) != 1 else ''} in {_GROUP_LABEL[self.group_by]} "
+                f"group {group.key!r}\n\nTheir clients and upstreams all see the connections drop.")
+
+        def closed(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+            done = sum(1 for conn_id in ids if self.view.close_connection(conn_id))
+            self.notify(f"closed {done} of {len(ids)} connections in {group.key}", timeout=3)
+            self.refresh_now()
+
+        self.app.push_screen(ConfirmDialog(f"Close {len(ids)} connections?", body, confirm_label="Close all"), closed)
