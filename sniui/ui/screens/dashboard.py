@@ -22,7 +22,7 @@ from sniui.ui.rows import (
     COLUMN_KEYS, GROUP_MODES, NARROW, WIDE, ConnFilter, Group, GroupBy, RowSet, build_rows, parse_filter,
 )
 from sniui.ui.view import EngineView
-from sniui.ui.widgets.confirm import ConfirmDialog
+from sniui.ui.widgets.close_flow import confirm_close_many, confirm_close_one
 from sniui.ui.widgets.connections import ConnectionsTable
 from sniui.ui.widgets.detail import DetailPanel
 from sniui.ui.widgets.filter import FilterBar
@@ -434,32 +434,8 @@ class DashboardScreen(Screen):
         if conn is None or not live:
             self.notify("that connection has already closed", severity="warning")
             return
-        body = (f"#{conn.id}  {conn.client} → {conn.sni or '(no SNI)'}\n"
-                f"route {conn.route or '-'}, upstream {conn.upstream_address or conn.upstream or '-'}\n\n"
-                "The client and the upstream both see the connection drop.")
-
-        def closed(confirmed: bool | None) -> None:
-            if not confirmed:
-                return
-            if self.view.close_connection(conn.id):
-                self.notify(f"closed connection #{conn.id}", timeout=3)
-            else:
-                self.notify(f"connection #{conn.id} had already closed", severity="warning")
-            self.refresh_now()
-
-        self.app.push_screen(ConfirmDialog("Close this connection?", body, confirm_label="Close"), closed)
+        confirm_close_one(self.app, self.view, conn, on_done=self.refresh_now)
 
     def _close_group(self, group: Group) -> None:
-        """hatop/k9s "kill many": every live connection of one SNI, upstream or route, after one confirmation."""
-        ids = [conn.id for conn in group.connections]
-        body = (f"{len(ids)} connection{'s' if len(ids) != 1 else ''} in {_GROUP_LABEL[self.group_by]} "
-                f"group {group.key!r}\n\nTheir clients and upstreams all see the connections drop.")
-
-        def closed(confirmed: bool | None) -> None:
-            if not confirmed:
-                return
-            done = sum(1 for conn_id in ids if self.view.close_connection(conn_id))
-            self.notify(f"closed {done} of {len(ids)} connections in {group.key}", timeout=3)
-            self.refresh_now()
-
-        self.app.push_screen(ConfirmDialog(f"Close {len(ids)} connections?", body, confirm_label="Close all"), closed)
+        confirm_close_many(self.app, self.view, [c.id for c in group.connections],
+                           f"{_GROUP_LABEL[self.group_by]} group {group.key!r}", on_done=self.refresh_now)
