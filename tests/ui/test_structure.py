@@ -71,3 +71,13 @@ def test_every_binding_names_a_real_action(cls):
 def test_our_bindings_have_ids_and_tooltips(cls):
     for binding in cls.BINDINGS:
         assert isinstance(binding, Binding) and binding.id and binding.tooltip, f"{cls.__name__}: {binding}"
+
+
+def test_run_tui_refuses_a_bad_config_before_starting_anything(tmp_path, capsys):
+    from sniui.ui.app import run_tui
+
+    bad = tmp_path / "sniui.yaml"
+    bad.write_text("routes:\n  - sni: [\n")
+    assert run_tui(bad) == 2
+    assert "sniui.yaml:" in capsys.readouterr().err
+    assert run_tui(tmp_path / "missing.yaml") == 2
