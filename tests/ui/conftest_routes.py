@@ -57,3 +57,14 @@ async def settle(pilot) -> None:
     await pilot.pause()
     await wait_for(pilot, lambda: getattr(pilot.app.screen, "settled", True), what="the editor's check")
     await pilot.pause()
+
+
+def plain(static) -> str:
+    """What a Static shows, as plain text on wide lines (no wrapping to trip substring checks)."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=400, file=io.StringIO(), color_system=None)
+    console.print(static.content)
+    return console.file.getvalue()

@@ -10,7 +10,7 @@ import trustme
 from textual.widgets import DataTable, Input, Select, Static
 
 from cert_material import CERT_CONFIG, write_material
-from conftest_routes import NOW, ScreenHarness, settle, view_for
+from conftest_routes import NOW, ScreenHarness, plain, settle, view_for
 from sniui.config import load_file
 from sniui.ui.screens.certificates import CertificatesScreen
 from sniui.ui.widgets.certificate_form import CertificateForm, MapCertificateForm
@@ -28,17 +28,6 @@ def config_path(tmp_path: Path) -> Path:
 def harness(config_path: Path, *, read_only: bool = False) -> ScreenHarness:
     view = view_for(load_file(config_path).config, path=config_path, read_only=read_only)
     return ScreenHarness(view, lambda v: CertificatesScreen(v))
-
-
-def plain(static: Static) -> str:
-    """What a Static shows, as plain text on one wide line per row (no wrapping to trip substring checks)."""
-    import io
-
-    from rich.console import Console
-
-    console = Console(width=400, file=io.StringIO(), color_system=None)
-    console.print(static.content)
-    return console.file.getvalue()
 
 
 def _rows(screen) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from textual.widgets import Button, DataTable, Input, Select, Static
 
-from conftest_routes import ScreenHarness, quiet_snapshot as app_snapshot, settle, view_for
+from conftest_routes import ScreenHarness, plain, quiet_snapshot as app_snapshot, settle, view_for
 from sniui.config import ConfigError, load_file, load_text
 from sniui.engine.model import Counters
 from sniui.ui.screens.routes import RoutesScreen
@@ -190,27 +190,28 @@ async def test_match_panel_decisions_and_explanations(config_path: Path) -> None
 
         await _type(pilot, "#match-name", "shop.example.com")
         assert panel.decision.route == "shop" and panel.decision.upstream == "web"
-        text = str(result.render())
+        text = plain(result)
         assert "wins: exact names are consulted first" in text
         assert panel.resolve_state == "ok"   # the web group's servers are IP literals
 
         await _fill(pilot, "#match-name", "grafana.apps.example.com")
         assert panel.decision.route == "apps" and panel.decision.kind == "wildcard"
-        assert "does not match" in str(result.render())
+        assert "does not match" in plain(result)
 
         await _fill(pilot, "#match-name", "shop-staging-8443.k8s.example.com")
         assert panel.decision.upstream == "shop-public.staging.svc.cluster.local:8443"
-        text = str(result.render())
+        text = plain(result)
         assert "captures: app='shop', ns='staging', port='8443'" in text
+        assert r"(?<port>\d+)\.k8s\.example\.com$" in text, "the whole regex, not clipped"
         assert panel.resolve_state in ("resolving", "ok", "fail")  # a real lookup, in a worker
 
         await _fill(pilot, "#match-name", "evil-x-99999.k8s.example.com")
         assert panel.decision.action == "reject"
-        assert "rendered upstream is invalid" in str(result.render())
+        assert "rendered upstream is invalid" in plain(result)
 
         await _fill(pilot, "#match-name", "unknown.example.net")
         assert panel.decision.action == "reject" and panel.decision.route == "default"
-        assert "no route matched" in str(result.render())
+        assert "no route matched" in plain(result)
 
         await pilot.press("escape")     # back to the routes table, so screen keys work again
         assert app.focused is app.screen.query_one("#routes-table")

@@ -13,7 +13,9 @@ import asyncio
 import socket
 from typing import Mapping
 
+from rich.console import Group
 from rich.style import Style
+from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -44,25 +46,26 @@ def _targets(decision: Decision, table: RouteTable) -> list[str]:
     return [decision.upstream]
 
 
-def decision_text(decision: Decision, tones: Mapping[str, Style]) -> Text:
-    """The decision as coloured lines: the same words as `sniui match`, in the theme's colours."""
+def decision_view(decision: Decision, tones: Mapping[str, Style]) -> Group:
+    """The decision in `sniui match`'s words: the summary and captures as its first lines, then
+    every candidate pattern as a grid row (mark, kind, pattern, route, why), so long regexes
+    and reasons wrap inside their own column instead of across the panel."""
     lines = decision.explanation()
-    text = Text()
-    first = lines[0]
-    text.append(first + "\n", style=tones["error" if decision.action == "reject" else "success"] + Style(bold=True))
-    for line in lines[1:]:
-        stripped = line.lstrip()
-        if stripped.startswith("✓"):
-            style = tones["success"]
-        elif stripped.startswith("·"):
-            style = tones["warning"]       # matched, but lost: the interesting near misses
-        elif stripped.startswith("✗"):
-            style = tones["muted"]
-        else:
-            style = Style(bold=True)
-        text.append(line + "\n", style=style)
-    text.rstrip()
-    return text
+    header = Text(lines[0], style=tones["error" if decision.action == "reject" else "success"] + Style(bold=True))
+    # explanation() puts captures (or positional groups) right after the summary, unindented.
+    extra = [Text(line, style=Style(bold=True)) for line in lines[1:] if not line.startswith("  ")]
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)                    # ✓ won · matched but lost ✗ no match
+    grid.add_column(no_wrap=True)                    # kind
+    grid.add_column(overflow="fold", ratio=3)        # pattern
+    grid.add_column(no_wrap=True)                    # route
+    grid.add_column(overflow="fold", ratio=4)        # why
+    for c in decision.candidates:
+        mark, tone = ("✓", "success") if c.won else (("·", "warning") if c.matched else ("✗", "muted"))
+        style = tones[tone]
+        grid.add_row(Text(mark, style=style), Text(c.kind, style=style), Text(c.pattern, style=style),
+                     Text(f"[{c.route}]", style=style), Text(c.reason, style=style))
+    return Group(header, *extra, grid)
 
 
 class MatchPanel(Vertical):
@@ -139,7 +142,7 @@ class MatchPanel(Vertical):
         # A name with a "-" alone stands for "no SNI", as in `sniui match -`.
         decision = self._table.match(None if name == "-" else name, alpn, explain=True)
         self.decision = decision
-        result.update(decision_text(decision, tone_styles(self.app)))
+        result.update(decision_view(decision, tone_styles(self.app)))
         self._check_resolution(decision)
 
     # -- does the rendered upstream resolve? ----------------------------------
