@@ -138,6 +138,21 @@ class SniuiApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    async def action_quit(self) -> None:
+        """Quit; with staged edits not yet applied or saved, ask first rather than drop them silently."""
+        if not self.unapplied:
+            self.exit(0)
+            return
+        from sniui.ui.widgets.confirm import ConfirmDialog
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.exit(0)
+
+        self.push_screen(ConfirmDialog("Quit with unapplied changes?",
+                                       "The staged edits are neither applied nor saved; quitting drops them.",
+                                       confirm_label="Quit"), answered)
+
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 

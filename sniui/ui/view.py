@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Iterable, Protocol, Sequence, runtime_checkable
 
@@ -74,8 +75,6 @@ class LiveEngineView:
         return self.engine.table
 
     def now(self) -> float:
-        import time
-
         return time.time()
 
     def snapshot(self) -> EngineSnapshot:

@@ -389,3 +389,18 @@ async def test_close_a_whole_group(replay_app):
         assert not any(c.id in org for c in snapshot.connections)
         assert {c.id for c in snapshot.recent if c.close_reason is CloseReason.KILLED} == org
         assert "g:org" not in table_keys(app)
+
+
+async def test_quit_asks_first_when_changes_are_unapplied(replay_app):
+    from sniui.ui.widgets.confirm import ConfirmDialog
+
+    app = replay_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.unapplied = True
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")
+        assert isinstance(app.screen, DashboardScreen) and app.is_running
+        await pilot.press("q", "y")
+        await pilot.pause()
+        assert app.return_code == 0 and not app.is_running
