@@ -128,12 +128,15 @@ class BufferedRelay:
     def upstream_protocol(self) -> asyncio.Protocol:
         return self.upstream_side
 
+    def _client_side(self, client: asyncio.Transport, upstream: asyncio.Transport) -> asyncio.Protocol:
+        return _ClientSide(self.conn, client, upstream)
+
     def start(self, client: asyncio.Transport, upstream: asyncio.Transport, first_bytes: bytes, client_eof: bool) -> None:
         """Forward what was read before the decision, then relay both ways."""
         self.client_transport = client
         self.upstream_transport = upstream
         client.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
-        client.set_protocol(_ClientSide(self.conn, client, upstream))
+        client.set_protocol(self._client_side(client, upstream))
         if first_bytes:
             upstream.write(first_bytes)
         if client_eof:

@@ -13,6 +13,9 @@ measured on the benchmark machine it costs about 15 % less CPU per
 connection than asyncio's, with the same bulk throughput. `SNIUI_LOOP=asyncio`
 keeps asyncio's loop; `SNIUI_LOOP=uvloop` insists (and says so when missing).
 
+Passthrough connections relay with splice(2) once they carry bulk
+(engine/splice_relay.py); `SNIUI_RELAY=buffered` keeps the buffered relay.
+
 Per-connection lines come from the engine's close hook (the access log and
 the stderr line for upstream failures); the event subscription asks only for
 router-level kinds, so the engine need not build an event per connection.
@@ -31,6 +34,7 @@ from sniui.config.units import parse_duration
 from sniui.engine import Engine, EngineError
 from sniui.engine.engine import REJECTIONS, UPSTREAM_ERRORS
 from sniui.engine.model import ConnectionInfo, Event
+from sniui.engine.splice_relay import make_relay
 from sniui.headless.accesslog import AccessLog
 
 EXIT_OK = 0
@@ -127,6 +131,7 @@ class Daemon:
         except EngineError as exc:
             say(str(exc))
             return EXIT_CONFIG
+        self._choose_relay()
         try:
             await self.engine.start()
         except EngineError as exc:
@@ -134,6 +139,11 @@ class Daemon:
             return EXIT_RUNTIME
         self._announce()
         return EXIT_OK
+
+    def _choose_relay(self) -> None:
+        assert self.engine is not None
+        if os.environ.get("SNIUI_RELAY") != "buffered":
+            self.engine.relay_factory = make_relay  # type: ignore[assignment]
 
     def _install_exception_handler(self) -> None:
         """asyncio reports failed accepts (EMFILE under a flood) with a traceback each;
@@ -161,6 +171,7 @@ class Daemon:
         for port in (DEFAULT_PORT, 0):
             self.demo = await build_demo(port)
             self.engine = Engine(self.demo.config)
+            self._choose_relay()
             try:
                 await self.engine.start()
             except EngineError as exc:

@@ -1,0 +1,203 @@
+"""The splice(2) relay and its buffered fallback, each forced in turn: large transfers stay
+byte-identical with half-close in both orders (splicing from the first byte, or switching
+mid-stream), a slow reader stops the flow, and a kill mid-transfer leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from sniui.engine import splice_relay
+from sniui.engine.model import CloseReason
+from sniui.engine.relay import BufferedRelay
+from sniui.engine.splice_relay import SpliceRelay
+
+from .conftest import DEADLINE, make_client_hello, port_of, running, wait_until
+from .test_bulk import ThreadResult, expected_digest, receive_all, send_all
+
+SIZE = 64 * 1024 * 1024
+requires_splice = pytest.mark.skipif(not splice_relay.AVAILABLE, reason="no os.splice on this platform")
+
+RELAYS = [
+    pytest.param(SpliceRelay, 0, id="splice-from-start", marks=requires_splice),
+    pytest.param(SpliceRelay, 1 << 20, id="splice-after-switch", marks=requires_splice),
+    pytest.param(BufferedRelay, None, id="buffered"),
+]
+
+
+@pytest.fixture
+def splice_at_once(monkeypatch):
+    monkeypatch.setattr(splice_relay, "SWITCH_AFTER", 0)
+
+
+def config(port: int) -> str:
+    return f"""
+listen:
+  - address: "127.0.0.1:0"
+routes:
+  - sni: bulk.example.com
+    upstream: "127.0.0.1:{port}"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first", ["client", "upstream"])
+@pytest.mark.parametrize(("relay", "switch_after"), RELAYS)
+async def test_large_transfer_both_ways_is_byte_identical_with_half_close(relay, switch_after, first, monkeypatch):
+    if switch_after is not None:
+        monkeypatch.setattr(splice_relay, "SWITCH_AFTER", switch_after)
+    hello = make_client_hello("bulk.example.com")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(60)
+    used: list[object] = []
+
+    def factory(conn):
+        made = relay(conn)
+        used.append(made)
+        return made
+
+    def upstream_side():
+        conn, _ = listener.accept()
+        conn.settimeout(60)
+        with conn:
+            head = b""
+            while len(head) < len(hello):
+                head += conn.recv(len(hello) - len(head))
+            assert head == hello
+            if first == "client":
+                got = receive_all(conn)
+                send_all(conn, SIZE, 2)
+            else:
+                send_all(conn, SIZE, 2)
+                got = receive_all(conn)
+            return got
+
+    def client_side(port: int):
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(hello)
+            if first == "client":
+                send_all(sock, SIZE, 1)
+                return receive_all(sock)
+            got = receive_all(sock)
+            send_all(sock, SIZE, 1)
+            return got
+
+    try:
+        async with running(config(listener.getsockname()[1])) as engine:
+            engine.relay_factory = factory
+            upstream = ThreadResult(upstream_side)
+            client = ThreadResult(client_side, port_of(engine))
+            client_got = await client.result(120)
+            upstream_got = await upstream.result(120)
+            assert upstream_got == (expected_digest(SIZE, 1), SIZE)
+            assert client_got == (expected_digest(SIZE, 2), SIZE)
+            await wait_until(lambda: engine.snapshot().recent, what="closed record")
+            info = engine.snapshot().recent[0]
+            assert info.bytes_up == SIZE + len(hello) and info.bytes_down == SIZE
+            expected = CloseReason.CLIENT_CLOSED if first == "client" else CloseReason.UPSTREAM_CLOSED
+            assert info.close_reason is expected
+            assert [type(r) for r in used] == [relay]
+            if relay is SpliceRelay:
+                assert used[0].spliced, "the splice path was not taken"
+    finally:
+        listener.close()
+
+
+@requires_splice
+async def test_slow_client_stops_the_flow_under_splice(splice_at_once):
+    total = 32 * 1024 * 1024
+    sent = 0
+
+    async def flood(reader, writer):
+        nonlocal sent
+        block = b"x" * 65536
+        try:
+            await reader.read(65536)   # the hello
+            while sent < total:
+                writer.write(block)
+                sent += len(block)
+                await writer.drain()
+            writer.write_eof()
+            await reader.read()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    try:
+        async with running(config(server.sockets[0].getsockname()[1])) as engine:
+            engine.relay_factory = SpliceRelay
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port_of(engine)))
+            reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+            writer.write(make_client_hello("bulk.example.com"))
+            await wait_until(lambda: engine.registry.live and next(iter(engine.registry.live.values())).bytes_down > 0,
+                             what="bytes flowing")
+            conn = next(iter(engine.registry.live.values()))
+            assert conn.relay.spliced
+            reader._transport.pause_reading()
+            previous, stable = -1, 0
+            for _ in range(200):      # bounded: at most ~10 s
+                await asyncio.sleep(0.05)
+                stable = stable + 1 if conn.bytes_down == previous else 0
+                previous = conn.bytes_down
+                if stable >= 6:
+                    break
+            assert stable >= 6, "the relay kept moving bytes towards a client that does not read"
+            assert sent < total
+            reader._transport.resume_reading()
+            received = 0
+            async with asyncio.timeout(DEADLINE * 3):
+                while chunk := await reader.read(1 << 20):
+                    received += len(chunk)
+            assert received == total
+            writer.close()
+            await wait_until(lambda: engine.snapshot().recent, what="closed")
+            assert engine.snapshot().recent[0].bytes_down == total
+    finally:
+        server.close()
+
+
+@requires_splice
+async def test_kill_during_splice_closes_both_sides(splice_at_once):
+    async def echo(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    try:
+        async with running(config(server.sockets[0].getsockname()[1])) as engine:
+            engine.relay_factory = SpliceRelay
+            hello = make_client_hello("bulk.example.com")
+            reader, writer = await asyncio.open_connection("127.0.0.1", port_of(engine))
+            writer.write(hello)
+            assert await asyncio.wait_for(reader.readexactly(len(hello)), DEADLINE) == hello
+            writer.write(b"after the hello")
+            assert await asyncio.wait_for(reader.readexactly(15), DEADLINE) == b"after the hello"
+            conn = next(iter(engine.registry.live.values()))
+            assert conn.relay.spliced
+            assert engine.close_connection(conn.id)
+            async with asyncio.timeout(DEADLINE):
+                with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+                    await reader.readexactly(1)
+            info = engine.snapshot().recent[0]
+            assert info.close_reason is CloseReason.KILLED
+            assert info.bytes_up == len(hello) + 15 and info.bytes_down == len(hello) + 15
+            assert conn.relay.socks is None and conn.relay.directions is None
+            writer.close()
+    finally:
+        server.close()
