@@ -91,3 +91,10 @@ def test_lying_lengths_agree_with_the_reference(data: st.DataObject) -> None:
     mutated = stream[:offset] + lie.to_bytes(size, "big") + stream[offset + size:]
     if offset >= 9:
         assert_agrees(mutated[9:])
+
+
+def test_count_not_grease_agrees_with_is_grease() -> None:
+    from sniui.tls.clienthello import count_not_grease, is_grease
+
+    values = tuple(range(0, 0x10000, 7)) + (0x0A0A, 0xFAFA, 0x1A1A, 0x0A0B)
+    assert count_not_grease(values) == sum(1 for v in values if not is_grease(v))
