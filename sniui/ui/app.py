@@ -273,7 +273,8 @@ async def _run(config_path: Path | None, read_only: bool) -> int:
             from sniui.ui.demo_session import demo_traffic
 
             traffic = lambda: demo_traffic(demo, port)  # noqa: E731
-        view = LiveEngineView(engine, config_path=config_path, read_only=read_only)
+        labels = demo.server_names if demo is not None else None
+        view = LiveEngineView(engine, config_path=config_path, read_only=read_only, address_labels=labels)
         app = create_app(view, demo_text=demo_text, demo_traffic=traffic)
         await app.run_async()
         return app.return_code or 0

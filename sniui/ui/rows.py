@@ -47,10 +47,19 @@ STATE_LABEL = {
 DEFAULT_ROW_LIMIT = 500
 
 
-def upstream_text(conn: ConnectionInfo) -> str:
-    """'web → 10.0.0.1:443' for a group, the address alone when it is the rendered upstream."""
+_NO_LABELS: Mapping[str, str] = {}
+
+
+def upstream_text(conn: ConnectionInfo, labels: Mapping[str, str] = _NO_LABELS, *, full: bool = False) -> str:
+    """'web → 10.0.0.1:443' for a group, the address alone when it is the rendered upstream.
+
+    `labels` names connected addresses (the demo's servers: "127.0.0.1:40211" → "shop-2"); a table
+    cell shows the name instead of the address, `full` shows both.
+    """
     rendered = conn.upstream or ""
     address = conn.upstream_address
+    if address and address in labels:
+        address = f"{address} ({labels[address]})" if full else labels[address]
     if address and address != rendered:
         return f"{rendered} → {address}" if rendered else address
     return rendered or "-"
@@ -173,13 +182,13 @@ def state_tone(state: ConnState) -> str:
 
 
 def connection_cells(conn: ConnectionInfo, now: float, rate: float, *, indent: bool = False,
-                     widths: Mapping[str, int] = WIDE) -> tuple[str, ...]:
+                     widths: Mapping[str, int] = WIDE, labels: Mapping[str, str] = _NO_LABELS) -> tuple[str, ...]:
     sni = conn.sni or "(no SNI)"
     if indent:
         sni = "  " + sni
     return (
         clip(sni, widths["sni"]),
-        clip(upstream_text(conn), widths["upstream"]),
+        clip(upstream_text(conn, labels), widths["upstream"]),
         STATE_LABEL.get(conn.state, conn.state.value),
         human_bytes(conn.bytes_up),
         human_bytes(conn.bytes_down),
@@ -190,7 +199,8 @@ def connection_cells(conn: ConnectionInfo, now: float, rate: float, *, indent: b
     )
 
 
-def group_cells(group: Group, group_by: GroupBy, expanded: bool, widths: Mapping[str, int] = WIDE) -> tuple[str, ...]:
+def group_cells(group: Group, group_by: GroupBy, expanded: bool, widths: Mapping[str, int] = WIDE,
+                labels: Mapping[str, str] = _NO_LABELS) -> tuple[str, ...]:
     marker = "▾" if expanded else "▸"
     label = f"{marker} {group.key}"
     count = f"{group.count} conn" + ("" if group.count == 1 else "s")
@@ -209,7 +219,8 @@ def group_cells(group: Group, group_by: GroupBy, expanded: bool, widths: Mapping
     # Show the group's own label in the column it is grouped by, so the header still reads right.
     column = {"sni": "sni", "upstream": "upstream", "route": "route"}.get(group_by)
     if column and column != "sni":
-        cells[column] = clip(group.key, widths[column])
+        name = f"{group.key} ({labels[group.key]})" if group.key in labels else group.key
+        cells[column] = clip(name, widths[column])
         cells["sni"] = f"{marker} {count}"
         cells["state"] = ""
     return tuple(cells[k] for k in COLUMN_KEYS)
@@ -241,6 +252,7 @@ def build_rows(
     sni_errors: Mapping[str, int] | None = None,
     limit: int = DEFAULT_ROW_LIMIT,
     widths: Mapping[str, int] = WIDE,
+    labels: Mapping[str, str] = _NO_LABELS,
 ) -> RowSet:
     conns = list(connections)
     live = len(conns)
@@ -255,7 +267,7 @@ def build_rows(
             shown = (heapq.nlargest if reverse else heapq.nsmallest)(limit, conns, key=key)
         else:
             shown = sorted(conns, key=key, reverse=reverse)[:limit]
-        rows = [DisplayRow(f"c:{c.id}", "conn", connection_cells(c, now, rates.get(c.id, 0.0), widths=widths),
+        rows = [DisplayRow(f"c:{c.id}", "conn", connection_cells(c, now, rates.get(c.id, 0.0), widths=widths, labels=labels),
                            state_tone(c.state), connection=c) for c in shown]
         return RowSet(rows, live, matched, 0, matched - len(shown))
 
@@ -282,7 +294,7 @@ def build_rows(
         if len(rows) >= limit:
             truncated += 1 + (group.count if is_open else 0)
             continue
-        rows.append(DisplayRow(f"g:{group.key}", "group", group_cells(group, group_by, is_open, widths),
+        rows.append(DisplayRow(f"g:{group.key}", "group", group_cells(group, group_by, is_open, widths, labels),
                                "error" if group.errors else "accent", group=group))
         if is_open:
             for conn in group.connections:
@@ -291,7 +303,7 @@ def build_rows(
                     continue
                 rows.append(DisplayRow(f"c:{conn.id}", "conn",
                                        connection_cells(conn, now, rates.get(conn.id, 0.0), indent=True,
-                                                        widths=widths),
+                                                        widths=widths, labels=labels),
                                        state_tone(conn.state), connection=conn, group=group))
     return RowSet(rows, live, matched, len(groups), truncated)
 

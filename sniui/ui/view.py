@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Iterable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, AsyncIterator, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from sniui.config import Config
 from sniui.engine.model import CloseReason, ConnState, EngineSnapshot, Event
@@ -57,10 +57,13 @@ EVENT_QUEUE_SIZE = 2000
 class LiveEngineView:
     """An `EngineView` over a real, running `Engine` in this process."""
 
-    def __init__(self, engine: "Engine", *, config_path: Path | None = None, read_only: bool = False):
+    def __init__(self, engine: "Engine", *, config_path: Path | None = None, read_only: bool = False,
+                 address_labels: Mapping[str, str] | None = None):
         self.engine = engine
         self.read_only = read_only
         self._config_path = config_path
+        # Optional names for upstream addresses ("127.0.0.1:40211" → "shop-2"), e.g. the demo's servers.
+        self.address_labels: Mapping[str, str] = address_labels or {}
 
     @property
     def running_config(self) -> Config:

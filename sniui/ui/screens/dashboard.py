@@ -168,6 +168,7 @@ class DashboardScreen(Screen):
             expanded=self.expanded, per_route=snapshot.per_route, per_upstream=snapshot.per_upstream,
             sni_errors=self._sni_errors(snapshot) if self.group_by == "sni" else None,
             widths=self.query_one(ConnectionsTable).widths,
+            labels=getattr(self.view, "address_labels", None) or {},
         )
 
     def _show_connections(self, snapshot: EngineSnapshot, now: float) -> None:
@@ -267,7 +268,8 @@ class DashboardScreen(Screen):
             panel.show_gone(self.detail_id)
             return
         panel.show(conn, now=now, rate=self._rates.get(conn.id, 0.0), explanation=self.explanation(conn),
-                   styles=tone_styles(self.app), can_close=not self.view.read_only)
+                   styles=tone_styles(self.app), can_close=not self.view.read_only,
+                   labels=getattr(self.view, "address_labels", None) or {})
 
     def open_detail(self, connection_id: int) -> None:
         self.detail_id = connection_id

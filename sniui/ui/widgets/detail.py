@@ -24,7 +24,7 @@ class DetailPanel(VerticalScroll):
         yield Static(id="detail-body")
 
     def show(self, conn: ConnectionInfo, *, now: float, rate: float, explanation: list[str], styles: dict,
-             can_close: bool = True) -> None:
+             can_close: bool = True, labels: dict | None = None) -> None:
         self.border_title = f"connection #{conn.id}"
         facts = Table.grid(padding=(0, 1))
         facts.add_column(style="dim", no_wrap=True)
@@ -39,7 +39,7 @@ class DetailPanel(VerticalScroll):
         facts.add_row("TLS", f"{tls_versions(conn.tls_versions)} · ECH {'yes' if conn.ech else 'no'} · "
                              f"{conn.cipher_count} ciphers")
         facts.add_row("route", f"{conn.route or '-'} ({conn.mode})")
-        facts.add_row("upstream", upstream_text(conn))
+        facts.add_row("upstream", upstream_text(conn, labels or {}, full=True))
         facts.add_row("bytes", f"↑ {human_bytes(conn.bytes_up)}  ↓ {human_bytes(conn.bytes_down)}  "
                                f"{human_rate(rate)}")
         end = conn.closed if conn.closed is not None else now
