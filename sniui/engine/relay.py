@@ -121,12 +121,15 @@ class BufferedRelay:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.upstream_side = _UpstreamSide(conn)
+        self.upstream_side = self._upstream_side()
         self.client_transport: asyncio.Transport | None = None
         self.upstream_transport: asyncio.Transport | None = None
 
     def upstream_protocol(self) -> asyncio.Protocol:
         return self.upstream_side
+
+    def _upstream_side(self) -> _UpstreamSide:
+        return _UpstreamSide(self.conn)
 
     def _client_side(self, client: asyncio.Transport, upstream: asyncio.Transport) -> asyncio.Protocol:
         return _ClientSide(self.conn, client, upstream)

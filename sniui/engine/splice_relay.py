@@ -210,12 +210,14 @@ class SpliceRelay(BufferedRelay):
 
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
-        self.upstream_side = _WatchedUpstreamSide(self)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.socks: tuple[socket.socket, socket.socket] | None = None   # duplicates of the client and upstream sockets
         self.directions: tuple[_Direction, _Direction] | None = None
         self.spliced = False
         self.given_up = not AVAILABLE
+
+    def _upstream_side(self) -> _UpstreamSide:
+        return _WatchedUpstreamSide(self)
 
     def _client_side(self, client: asyncio.Transport, upstream: asyncio.Transport) -> asyncio.Protocol:
         return _WatchedClientSide(self, client, upstream)
