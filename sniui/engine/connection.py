@@ -34,7 +34,7 @@ from sniui.engine.relay import CLIENT
 from sniui.engine.terminate import TerminatingRelay, peer_subject
 from sniui.tls import alerts
 from sniui.tls.contexts import ContextError, describe_ssl_error
-from sniui.tls.clienthello import ClientHello, ClientHelloReader, NeedMore, Reject, is_grease
+from sniui.tls.clienthello import ClientHello, ClientHelloReader, NeedMore, Reject, count_not_grease
 
 if TYPE_CHECKING:
     from sniui.engine.engine import Engine
@@ -221,7 +221,7 @@ class Connection(asyncio.Protocol):
         self.alpn = hello.alpn
         self.tls_versions = hello.supported_versions or (hello.legacy_version,)
         self.ech = hello.ech
-        self.cipher_count = sum(1 for c in hello.cipher_suites if not is_grease(c))
+        self.cipher_count = count_not_grease(hello.cipher_suites)
         self.record_version = hello.record_version
         self.cached_info = None
         decision = engine.table.match(hello.sni, hello.alpn[0] if hello.alpn else None)

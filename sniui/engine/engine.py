@@ -44,7 +44,7 @@ import itertools
 import math
 import time
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterable
 
 from sniui.config.models import Config, cross_check, format_loc
 from sniui.config.models import Listener as ListenerConfig
@@ -58,6 +58,7 @@ from sniui.engine.model import (
 )
 from sniui.engine.registry import Registry
 from sniui.engine.relay import BufferedRelay
+from sniui.engine.splice_relay import make_relay
 from sniui.routing.table import RouteTable
 from sniui.tls.certificates import validate_certificates
 from sniui.tls.contexts import ContextError, ServerContexts
@@ -100,7 +101,7 @@ class Engine:
             raise EngineError(f"config refused: {exc}") from exc
         self.listeners: dict[str, Listener] = {}
         self.ids = itertools.count(1)
-        self.relay_factory: Callable[[Connection], BufferedRelay] = BufferedRelay
+        self.relay_factory: Callable[[Connection], BufferedRelay] = make_relay
         self.generation = 0
         self.started_at = time.time()
         self.draining = False
@@ -272,8 +273,10 @@ class Engine:
             events_dropped=self.events.dropped,
         )
 
-    def subscribe(self, maxsize: int = 1000) -> Subscription:
-        return self.events.subscribe(maxsize)
+    def subscribe(self, maxsize: int = 1000, kinds: Iterable[str] | None = None) -> Subscription:
+        """Events into a bounded queue (oldest dropped when full); `kinds` narrows them, so a
+        subscriber that wants no per-connection events spares the engine building them."""
+        return self.events.subscribe(maxsize, kinds)
 
     def add_close_hook(self, hook: Callable[[ConnectionInfo], None]) -> Callable[[], None]:
         """Call `hook` with every closed connection's final record, synchronously and losslessly
@@ -291,13 +294,13 @@ class Engine:
                 hook(info)
             except Exception as exc:   # a broken log pipe must not break the data path
                 self._notify("listener_error", "error", f"close hook {hook!r} failed: {exc!r}")
-        if self.events.active:
+        if self.events.wants_connections:
             self.connection_event(connection, "connection_closed", info)
         if self._idle is not None and not self.registry.live:
             self._idle.set()
 
     def connection_event(self, connection: Connection, kind: str, info: ConnectionInfo | None = None) -> None:
-        if not self.events.active:
+        if not self.events.wants_connections:
             return
         info = info or connection.info()
         reason = info.close_reason

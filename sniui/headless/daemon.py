@@ -251,7 +251,7 @@ class Daemon:
 
     async def _watch_events(self) -> None:
         assert self.engine is not None
-        subscription = self.engine.events.subscribe(maxsize=1000, kinds=STDERR_KINDS)
+        subscription = self.engine.subscribe(maxsize=1000, kinds=STDERR_KINDS)
         reported_drops = 0
         async for event in subscription:
             if _worth_reporting(event):
