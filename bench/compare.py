@@ -8,6 +8,13 @@ HTTPS on loopback), in passthrough mode, one worker each:
     haproxy       HAProxy mode tcp, req.ssl_sni
     sniui         sniui --headless on asyncio's event loop (SNIUI_LOOP=asyncio)
     sniui-uvloop  sniui --headless on uvloop (the headless default when uvloop is installed)
+    sniui-tui     sniui with the TUI open (on a 120x40 pseudo-terminal), same engine in-process
+
+and, terminating TLS and forwarding plain HTTP to the origin's cleartext port:
+
+    nginx-ssl     nginx stream `listen … ssl`
+    haproxy-ssl   HAProxy `bind … ssl crt`
+    sniui-ssl     sniui --headless, `mode: terminate`
 
 Measured, interleaving the rows and repeating to report medians:
 
@@ -139,6 +146,7 @@ class Bench:
         self.work = work
         self.cert, self.key, self.ca = make_certificate(work)
         self.origin_port = free_port()
+        self.plain_port = free_port()   # the origin's cleartext side, behind terminating rows
         self.origin: subprocess.Popen | None = None
         self.rows: list[Row] = []
 
@@ -167,6 +175,7 @@ http {{
     keepalive_timeout 600s;
     server {{
         listen 127.0.0.1:{self.origin_port} ssl;
+        listen 127.0.0.1:{self.plain_port};
         ssl_certificate {self.cert};
         ssl_certificate_key {self.key};
         root {root};
@@ -250,10 +259,79 @@ limits: {{max_connections: 9900, max_connections_per_client: 9900}}
                 command = [sys.executable, "-m", "sniui", "--headless", "-c", str(conf), "--log-file", str(self.work / f"{name}-access.log")]
                 process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.work / f"{name}.log", "w"), env=env)
                 self.rows.append(Row(name, port, process))
+            elif name == "sniui-tui":
+                port = free_port()
+                conf = self._sniui_config(name, port, terminate=False)
+                self.rows.append(Row(name, port, start_on_pty([sys.executable, "-m", "sniui", "-c", str(conf)])))
+            elif name == "nginx-ssl":
+                port = free_port()
+                conf = self.work / "nginx-ssl.conf"
+                conf.write_text(f"""
+load_module {NGINX_STREAM_MODULE};
+worker_processes 1;
+worker_rlimit_nofile 19900;
+events {{ worker_connections 19000; }}
+stream {{
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {self.cert};
+        ssl_certificate_key {self.key};
+        proxy_pass 127.0.0.1:{self.plain_port};
+        proxy_timeout 600s;
+    }}
+}}
+""")
+                self.rows.append(Row(name, port, self._nginx(conf, "ssl")))
+            elif name == "haproxy-ssl":
+                port = free_port()
+                combined = self.work / "combined.pem"
+                combined.write_bytes(self.cert.read_bytes() + self.key.read_bytes())
+                os.chmod(combined, 0o600)
+                conf = self.work / "haproxy-ssl.cfg"
+                conf.write_text(f"""
+global
+    maxconn 9900
+    nbthread 1
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 600s
+    timeout server 600s
+frontend tls
+    bind 127.0.0.1:{port} ssl crt {combined}
+    default_backend origin
+backend origin
+    server origin 127.0.0.1:{self.plain_port}
+""")
+                process = subprocess.Popen(["haproxy", "-db", "-f", str(conf)], stdout=subprocess.DEVNULL,
+                                           stderr=open(self.work / "haproxy-ssl.log", "w"))
+                self.rows.append(Row(name, port, process))
+            elif name == "sniui-ssl":
+                port = free_port()
+                conf = self._sniui_config(name, port, terminate=True)
+                command = [sys.executable, "-m", "sniui", "--headless", "-c", str(conf), "--log-file", str(self.work / f"{name}-access.log")]
+                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.work / f"{name}.log", "w"))
+                self.rows.append(Row(name, port, process))
             else:
                 raise SystemExit(f"unknown row {name!r}")
         for row in [Row("origin", self.origin_port, self.origin), *self.rows]:
             self.wait_listening(row)
+
+    def _sniui_config(self, name: str, port: int, *, terminate: bool) -> Path:
+        conf = self.work / f"{name}.yaml"
+        if terminate:
+            route = f'{{sni: {SNI}, mode: terminate, certificate: local, upstream: "127.0.0.1:{self.plain_port}"}}'
+            certificates = f"certificates: {{local: {{cert: {self.cert}, key: {self.key}}}}}\n"
+        else:
+            route = f'{{sni: {SNI}, upstream: "127.0.0.1:{self.origin_port}"}}'
+            certificates = ""
+        conf.write_text(f"""
+listen: [{{address: "127.0.0.1:{port}"}}]
+timeouts: {{idle: 10m, client_hello: 30s}}
+{certificates}routes: [{route}]
+limits: {{max_connections: 9900, max_connections_per_client: 9900}}
+""")
+        return conf
 
     def wait_listening(self, row: Row, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -352,6 +430,33 @@ limits: {{max_connections: 9900, max_connections_per_client: 9900}}
         time.sleep(1.0)  # let the routers close their upstream sides before the next row
 
 
+def start_on_pty(command: list[str], rows: int = 40, columns: int = 120) -> subprocess.Popen:
+    """Run a full-screen program on a pseudo-terminal of the given size, draining what it draws."""
+    import fcntl
+    import struct
+    import termios
+    import threading
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(columns), LINES=str(rows))
+    process = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+
+    def drain() -> None:
+        # A terminal that nobody reads would block the app's writes, and so its event loop.
+        while True:
+            try:
+                if not os.read(master, 1 << 16):
+                    break
+            except OSError:
+                break
+        os.close(master)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return process
+
+
 def _latency_ms(output: str, percentile: str) -> float | None:
     m = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
     if not m:
@@ -415,7 +520,9 @@ def report(bench: Bench, args: argparse.Namespace) -> dict:
     for count in args.idle:
         metrics.append((f"KiB_per_idle_conn@{count}", f"KiB/idle conn @{count}", False))
     reference = {row.name: row for row in bench.rows}
-    nginx, direct = reference.get("nginx"), reference.get("direct")
+    # Passthrough rows against nginx stream and direct; terminating rows against nginx stream `ssl`;
+    # the TUI row against the same engine headless on the same (asyncio) loop.
+    bases = [reference.get(name) for name in ("nginx", "direct", "nginx-ssl", "sniui")]
     width = max(len(label) for _, label, _ in metrics) + 2
     header = f"{'':<{width}}" + "".join(f"{row.name:>14}" for row in bench.rows)
     print()
@@ -426,7 +533,7 @@ def report(bench: Bench, args: argparse.Namespace) -> dict:
             value = row.median(key)
             line += f"{_fmt(value):>14}"
         print(line)
-    for base in (nginx, direct):
+    for base in bases:
         if base is None:
             continue
         print(f"\nratio to {base.name}")
@@ -460,7 +567,7 @@ def _fmt(value: float | None, digits: int | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", default="direct,nginx,haproxy,sniui",
+    parser.add_argument("--rows", default="direct,nginx,haproxy,sniui,sniui-uvloop,sniui-tui,nginx-ssl,haproxy-ssl,sniui-ssl",
                         type=lambda s: [x.strip() for x in s.split(",") if x.strip()])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
