@@ -78,6 +78,7 @@ class DashboardScreen(Screen):
         self._snapshot: EngineSnapshot | None = None
         self._rate_tracker = RateTracker()
         self._rates: dict[int, float] = {}
+        self._close_state: bool | None = None   # last availability of close_connection shown in the footer
         self._explained: dict[tuple[str | None, str | None], list[str]] = {}
         self._explained_table: object = None
         self._rows_key: tuple | None = None
@@ -152,6 +153,7 @@ class DashboardScreen(Screen):
             if self.detail_id is not None:
                 self._show_detail(now)
             self._show_status(snapshot)
+        self._sync_bindings()   # the selected connection may have closed since the last refresh
 
     def _sni_errors(self, snapshot: EngineSnapshot) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -301,7 +303,18 @@ class DashboardScreen(Screen):
         if self.detail_id is not None and key.startswith("c:"):
             self.detail_id = int(key[2:])
             self._show_detail(self.view.now())
-        self.refresh_bindings()
+        self._sync_bindings()
+
+    def _sync_bindings(self) -> None:
+        """Refresh the footer only when the close action's availability changed.
+
+        Every refresh re-highlights the cursor row; refreshing bindings each time rebuilt the
+        footer's widgets 3x a second, which was the TUI's largest cost under connection churn.
+        """
+        state = self.check_action("close_connection", ())
+        if state != self._close_state:
+            self._close_state = state
+            self.refresh_bindings()
 
     @on(DataTable.RowSelected, "#recent")
     def _recent_selected(self, event: DataTable.RowSelected) -> None:
