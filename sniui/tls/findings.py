@@ -101,7 +101,7 @@ def _coverage(index: int, label: str, route: Route, info: "CertificateInfo") -> 
             matching = [s for s in sans if s.startswith(key + ".") or (s.startswith("*.") and "." not in key)]
             if not matching:
                 finding("error", j, f"{pattern.text} matches names beginning {key}., and no name of the certificate does "
-                        f"({their_names})", f"list the names this route serves in the certificate, or change the route to those names")
+                        f"({their_names})", "list the names this route serves in the certificate, or change the route to those names")
             else:
                 finding("warning", j, f"{pattern.text} matches {key}. under any domain; the certificate covers only "
                         f"{_listing(matching)}, so other names it routes here fail the handshake",

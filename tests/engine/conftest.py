@@ -440,3 +440,59 @@ class TlsClientPipe:
                 raise EOFError(f"closed after {len(data)} of {size} bytes")
             data += chunk
         return data
+
+
+@dataclass(eq=False)
+class FloodingUpstream:
+    """A plain upstream that writes `total` bytes as fast as the router takes them, then EOF.
+
+    `sent` shows how far it got: while the router's client does not read, a router that honours
+    backpressure keeps it well below `total`.
+    """
+
+    total: int
+    read_first: bool = False   # read what the router forwards (the hello) before flooding
+    sent: int = 0
+    server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def start(self) -> "FloodingUpstream":
+        self.server = await asyncio.start_server(self._flood, "127.0.0.1", 0)
+        return self
+
+    async def _flood(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        block = b"x" * 65536
+        try:
+            if self.read_first:
+                await reader.read(65536)
+            while self.sent < self.total:
+                writer.write(block)
+                self.sent += len(block)
+                await writer.drain()
+            writer.write_eof()
+            await reader.read()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def wait_for_flow_to_stop(connection: object, message: str) -> None:
+    """Poll a live connection's bytes_down until it stops moving (bounded: at most ~10 s)."""
+    previous, stable_rounds = -1, 0
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        current = connection.bytes_down  # type: ignore[attr-defined]
+        stable_rounds = stable_rounds + 1 if current == previous else 0
+        previous = current
+        if stable_rounds >= 6:
+            return
+    raise AssertionError(message)

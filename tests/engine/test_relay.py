@@ -8,32 +8,19 @@ import socket
 from sniui.engine.model import CloseReason
 from sniui.engine.relay import HIGH_WATER
 
-from .conftest import DEADLINE, make_client_hello, port_of, read_until_closed, running, wait_until
+from .conftest import (
+    DEADLINE, FloodingUpstream, make_client_hello, port_of, read_until_closed, running, wait_for_flow_to_stop,
+    wait_until,
+)
 
 TOTAL = 32 * 1024 * 1024
 READ_CHUNK = 256 * 1024   # asyncio's largest single read
 
 
 async def test_slow_client_pauses_the_upstream_instead_of_buffering():
-    sent = 0
 
-    async def flood(reader, writer):
-        nonlocal sent
-        block = b"x" * 65536
-        try:
-            while sent < TOTAL:
-                writer.write(block)
-                sent += len(block)
-                await writer.drain()
-            writer.write_eof()
-            await reader.read()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(flood, "127.0.0.1", 0)
-    upstream_port = server.sockets[0].getsockname()[1]
+    upstream = await FloodingUpstream(TOTAL).start()
+    upstream_port = upstream.port
     text = f"""
 listen:
   - address: "127.0.0.1:0"
@@ -54,15 +41,8 @@ routes:
                              what="bytes flowing")
             conn = next(iter(engine.registry.live.values()))
             reader._transport.pause_reading()   # the client stops reading entirely
-            previous, stable_rounds = -1, 0
-            for _ in range(200):          # bounded: at most ~10 s
-                await asyncio.sleep(0.05)
-                stable_rounds = stable_rounds + 1 if conn.bytes_down == previous else 0
-                previous = conn.bytes_down
-                if stable_rounds >= 6:
-                    break
-            assert stable_rounds >= 6, "the relay never stopped moving bytes towards a client that does not read"
-            assert sent < TOTAL
+            await wait_for_flow_to_stop(conn, "the relay never stopped moving bytes towards a client that does not read")
+            assert upstream.sent < TOTAL
             assert conn.transport.get_write_buffer_size() <= HIGH_WATER + READ_CHUNK
             reader._transport.resume_reading()
             total = 0
@@ -72,7 +52,7 @@ routes:
             assert total == TOTAL
             writer.close()
     finally:
-        server.close()
+        upstream.close()
 
 
 async def test_oversized_hello_is_refused(tls_upstream):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 
 import pytest
 
@@ -15,7 +14,9 @@ from sniui.engine.model import CloseReason
 from sniui.engine.relay import BufferedRelay
 from sniui.engine.splice_relay import SpliceRelay
 
-from .conftest import DEADLINE, make_client_hello, port_of, running, wait_until
+from .conftest import (
+    DEADLINE, FloodingUpstream, make_client_hello, port_of, running, wait_for_flow_to_stop, wait_until,
+)
 from .test_bulk import ThreadResult, expected_digest, receive_all, send_all
 
 SIZE = 64 * 1024 * 1024
@@ -111,27 +112,11 @@ async def test_large_transfer_both_ways_is_byte_identical_with_half_close(relay,
 @requires_splice
 async def test_slow_client_stops_the_flow_under_splice(splice_at_once):
     total = 32 * 1024 * 1024
-    sent = 0
 
-    async def flood(reader, writer):
-        nonlocal sent
-        block = b"x" * 65536
-        try:
-            await reader.read(65536)   # the hello
-            while sent < total:
-                writer.write(block)
-                sent += len(block)
-                await writer.drain()
-            writer.write_eof()
-            await reader.read()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
 
-    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    upstream = await FloodingUpstream(total, read_first=True).start()
     try:
-        async with running(config(server.sockets[0].getsockname()[1])) as engine:
+        async with running(config(upstream.port)) as engine:
             engine.relay_factory = SpliceRelay
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
@@ -144,15 +129,8 @@ async def test_slow_client_stops_the_flow_under_splice(splice_at_once):
             conn = next(iter(engine.registry.live.values()))
             assert conn.relay.spliced
             reader._transport.pause_reading()
-            previous, stable = -1, 0
-            for _ in range(200):      # bounded: at most ~10 s
-                await asyncio.sleep(0.05)
-                stable = stable + 1 if conn.bytes_down == previous else 0
-                previous = conn.bytes_down
-                if stable >= 6:
-                    break
-            assert stable >= 6, "the relay kept moving bytes towards a client that does not read"
-            assert sent < total
+            await wait_for_flow_to_stop(conn, "the relay kept moving bytes towards a client that does not read")
+            assert upstream.sent < total
             reader._transport.resume_reading()
             received = 0
             async with asyncio.timeout(DEADLINE * 3):
@@ -163,7 +141,7 @@ async def test_slow_client_stops_the_flow_under_splice(splice_at_once):
             await wait_until(lambda: engine.snapshot().recent, what="closed")
             assert engine.snapshot().recent[0].bytes_down == total
     finally:
-        server.close()
+        upstream.close()
 
 
 @requires_splice

@@ -30,8 +30,8 @@ from sniui.engine.proxy_protocol import ProxyHeaderReader
 from sniui.headless.accesslog import AccessLog
 
 from .conftest import (
-    DEADLINE, TlsClientPipe, config_from, make_client_hello, peer_sans, port_of, read_until_closed, running,
-    wait_until, write_leaf,
+    DEADLINE, FloodingUpstream, TlsClientPipe, config_from, make_client_hello, peer_sans, port_of, read_until_closed, running,
+    wait_for_flow_to_stop, wait_until, write_leaf,
 )
 from .test_bulk import ThreadResult, expected_digest, pattern_stream
 
@@ -714,26 +714,12 @@ async def test_a_certificate_error_refuses_the_engine_at_construction(ca, tmp_pa
 async def test_a_client_that_stops_reading_pauses_the_upstream(ca, tmp_path, client_context):
     from sniui.engine.relay import HIGH_WATER
 
-    total, sent = 32 * 1024 * 1024, 0
+    total = 32 * 1024 * 1024
 
-    async def flood(reader, writer):
-        nonlocal sent
-        block = b"x" * 65536
-        try:
-            while sent < total:
-                writer.write(block)
-                sent += len(block)
-                await writer.drain()
-            writer.write_eof()
-            await reader.read()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
 
-    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    upstream = await FloodingUpstream(total).start()
     text = terminating_config([{"name": "slow", "sni": "slow.test", "certificate": "slow",
-                                "upstream": f"127.0.0.1:{server.sockets[0].getsockname()[1]}"}],
+                                "upstream": f"127.0.0.1:{upstream.port}"}],
                               {"slow": write_leaf(ca, tmp_path, "slow", "slow.test")})
     try:
         async with running(text) as engine:
@@ -747,15 +733,8 @@ async def test_a_client_that_stops_reading_pauses_the_upstream(ca, tmp_path, cli
                              what="bytes flowing")
             conn = next(iter(engine.registry.live.values()))
             writer.transport.pause_reading()   # the client stops reading entirely
-            previous, stable_rounds = -1, 0
-            for _ in range(200):               # bounded: at most ~10 s
-                await asyncio.sleep(0.05)
-                stable_rounds = stable_rounds + 1 if conn.bytes_down == previous else 0
-                previous = conn.bytes_down
-                if stable_rounds >= 6:
-                    break
-            assert stable_rounds >= 6, "the relay kept encrypting towards a client that does not read"
-            assert sent < total
+            await wait_for_flow_to_stop(conn, "the relay kept encrypting towards a client that does not read")
+            assert upstream.sent < total
             # One upstream read (256 KiB) of ciphertext past the mark at most, plus record overhead.
             assert conn.transport.get_write_buffer_size() <= HIGH_WATER + 300 * 1024
             writer.transport.resume_reading()
@@ -770,7 +749,7 @@ async def test_a_client_that_stops_reading_pauses_the_upstream(ca, tmp_path, cli
             [record] = await closed_records(engine, 1)
             assert record.bytes_down == total and record.close_detail is None
     finally:
-        server.close()
+        upstream.close()
 
 
 async def test_an_upstream_that_stops_reading_pauses_the_client(ca, tmp_path, client_context):
