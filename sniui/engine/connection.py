@@ -5,8 +5,9 @@ router reads the client's first bytes; once the upstream is connected the
 relay takes the transport over (see relay.py) and this object is left as the
 connection's record: a slots object the registry lists and the snapshot reads.
 
-Per connection there is no task while reading the hello or relaying; a task
-exists only while resolving and connecting. Timeouts (hello, idle) are
+Per connection there is no task while reading the hello or relaying, nor
+while connecting to IP-literal upstreams (`Upstreams.start_dial`, driven by
+callbacks); a task exists only while a name must be resolved and connected. Timeouts (hello, idle) are
 enforced by the engine's ticker, not by a timer per connection.
 
 After the routing decision, `_passthrough` connects and relays the bytes
@@ -27,7 +28,7 @@ import time
 from typing import TYPE_CHECKING
 
 from sniui.engine.balancer import ServerState, UpstreamPool, format_address
-from sniui.engine.dialer import DialError
+from sniui.engine.dialer import Dialed, DialError, Dialing
 from sniui.engine.model import CloseReason, ConnectionInfo, ConnState
 from sniui.engine.proxy_protocol import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
 from sniui.engine.relay import CLIENT
@@ -63,6 +64,7 @@ class Connection(asyncio.Protocol):
         "reader", "proxy_reader", "first_bytes", "task", "pool", "server",
         "listener_stats", "route_stats", "upstream_stats",
         "client_eof", "upstream_eof", "first_eof", "cached_info", "pending",
+        "dialing", "dial_decision", "decided",
     )
 
     def __init__(self, engine: Engine, listener: Listener) -> None:
@@ -111,6 +113,9 @@ class Connection(asyncio.Protocol):
         self.first_eof: str | None = None
         self.cached_info: ConnectionInfo | None = None
         self.pending: Decision | None = None   # a terminating route's decision, during the handshake
+        self.dialing: Dialing | None = None    # a dial without a Task (IP-literal upstreams), in flight
+        self.dial_decision: Decision | None = None
+        self.decided = 0.0
 
     # -- the accepted socket ------------------------------------------------------------
 
@@ -282,18 +287,42 @@ class Connection(asyncio.Protocol):
         self.state = ConnState.CONNECTING
         self.cached_info = None
         self.transport.pause_reading()
-        self.task = asyncio.get_running_loop().create_task(self._connect(decision))
+        self._dial(decision)
 
     def _passthrough(self, decision: Decision) -> None:
         self.state = ConnState.CONNECTING
         self.relay = self.engine.relay_factory(self)
         self.transport.pause_reading()
-        self.task = asyncio.get_running_loop().create_task(self._connect(decision))
+        self._dial(decision)
+
+    def _dial(self, decision: Decision) -> None:
+        """Connect upstream: by callbacks when no name needs resolving, else in a task."""
+        self.decided = time.monotonic()
+        self.dial_decision = decision
+        dialing = self.engine.upstreams.start_dial(decision, self.client_ip, self.relay.upstream_protocol,
+                                                   self._dialed)
+        if dialing is None:
+            self.task = asyncio.get_running_loop().create_task(self._connect(decision))
+        else:
+            self.dialing = dialing
+
+    def _dialed(self, dialed: Dialed | None, error: BaseException | None) -> None:
+        """The callback dial's outcome (see `Dialing`): as `_connect` after its await."""
+        self.dialing = None
+        decision, self.dial_decision = self.dial_decision, None
+        if dialed is None:
+            if self.state is ConnState.CLOSED:
+                return
+            if isinstance(error, DialError):
+                self.finish(error.reason, error.detail)
+            else:   # a bug must cost one connection, not the engine
+                self.finish(CloseReason.ERROR, f"{type(error).__name__}: {error}")
+            return
+        self._connected(decision, dialed)  # type: ignore[arg-type]
 
     async def _connect(self, decision: Decision) -> None:
         engine = self.engine
         relay = self.relay
-        decided = time.monotonic()
         try:
             dialed = await engine.upstreams.dial(decision, self.client_ip, relay.upstream_protocol)
         except DialError as exc:
@@ -307,6 +336,12 @@ class Connection(asyncio.Protocol):
         except Exception as exc:   # a bug must cost one connection, not the engine
             self.finish(CloseReason.ERROR, f"{type(exc).__name__}: {exc}")
             return
+        self.task = None
+        self.dial_decision = None
+        self._connected(decision, dialed)
+
+    def _connected(self, decision: Decision, dialed: Dialed) -> None:
+        engine = self.engine
         if dialed.pool is not None:
             self.pool, self.server = dialed.pool, dialed.server
         self.upstream_transport = dialed.transport
@@ -315,7 +350,7 @@ class Connection(asyncio.Protocol):
             dialed.transport.close()
             return
         now = time.monotonic()
-        self.connect_ms = (now - decided) * 1000.0
+        self.connect_ms = (now - self.decided) * 1000.0
         self.active_mono = now
         self.upstream_address = dialed.address
         self.state = ConnState.ESTABLISHED
@@ -333,8 +368,7 @@ class Connection(asyncio.Protocol):
             except ValueError as exc:
                 self.finish(CloseReason.ERROR, f"cannot encode PROXY header: {exc}")
                 return
-        self.task = None
-        relay.start(self.transport, dialed.transport, first, self.client_eof)
+        self.relay.start(self.transport, dialed.transport, first, self.client_eof)
         if self.client_eof:
             self.half_closed(CLIENT)
         engine.connection_event(self, "connection_opened")
@@ -387,6 +421,11 @@ class Connection(asyncio.Protocol):
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
         self.task = None
+        dialing = self.dialing
+        if dialing is not None:
+            self.dialing = None
+            dialing.cancel()
+        self.dial_decision = None
         if self.relay is not None:
             self.relay.close(abort)
         for transport in (self.transport, self.upstream_transport):

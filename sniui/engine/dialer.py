@@ -116,6 +116,206 @@ async def open_transport(loop: asyncio.AbstractEventLoop, family: int, ip: str, 
         raise
 
 
+class Dialing:
+    """One dial driven by readiness callbacks instead of a Task (IP-literal servers only).
+
+    `Upstreams.start_dial` builds it when every candidate server is an IP
+    literal, so nothing needs the resolver: it tries the servers in order as
+    `dial` does (same balance and health accounting, same failure texts) and
+    calls `done(dialed, None)` or `done(None, exc)` exactly once, never from
+    inside `start_dial`. `cancel()` (the client left) stops it quietly, as
+    cancelling the dial's Task does: no accounting, no callback.
+
+    On asyncio's selector loops an attempt is a non-blocking connect plus one
+    writability callback and a timer; on other loops (uvloop) it steps the
+    loop's own `create_connection` coroutine from its futures' callbacks,
+    which is what a Task would do, minus the Task, the coroutine frames above
+    it and the `asyncio.timeout` scope.
+    """
+
+    __slots__ = ("upstreams", "loop", "servers", "pool", "factory", "done", "index", "failures",
+                 "last_reason", "sock", "timer", "coro", "waiting", "finished", "family")
+
+    def __init__(self, upstreams: Upstreams, loop: asyncio.AbstractEventLoop, servers: list[ServerState],
+                 pool: UpstreamPool | None, factory: Callable[[], asyncio.Protocol],
+                 done: Callable[[Dialed | None, BaseException | None], None]) -> None:
+        self.upstreams = upstreams
+        self.loop = loop
+        self.servers = servers
+        self.pool = pool
+        self.factory = factory
+        self.done = done
+        self.index = -1
+        self.failures: list[str] = []
+        self.last_reason = CloseReason.CONNECT_FAILED
+        self.sock: socket.socket | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.coro = None
+        self.waiting: asyncio.Future | None = None
+        self.finished = False
+        self.family = 0
+
+    # -- driving ----------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Try the next server, or report the failure once all were tried."""
+        self.index += 1
+        if self.index >= len(self.servers):
+            self.finished = True
+            # Through the loop: a refusal can come straight from connect(), inside start_dial.
+            self.timer = self.loop.call_soon(self.done, None, DialError(self.last_reason, "; ".join(self.failures)))
+            return
+        server = self.servers[self.index]
+        upstreams = self.upstreams
+        host = server.host
+        if self.pool is not None:
+            family = upstreams._families.get(host, 0)
+            if family == 0:
+                family = upstreams._families[host] = literal_family(host)
+        else:
+            family = literal_family(host)
+        self.family = family or _family_of(host)
+        loop = self.loop
+        self.timer = loop.call_later(upstreams.connect_timeout, self._timed_out)
+        if isinstance(loop, BaseSelectorEventLoop):
+            try:
+                sock = self.sock = socket.socket(self.family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                error = sock.connect_ex((host, server.port))
+            except OSError as exc:
+                self._attempt_failed(exc)
+                return
+            if error == errno.EINPROGRESS:
+                loop.add_writer(sock.fileno(), self._writable)
+            elif error:
+                self._attempt_failed(OSError(error, os.strerror(error)))
+            else:
+                loop.call_soon(self._writable)   # connected at once (loopback): report from the loop
+        else:
+            self.coro = loop.create_connection(self.factory, host, server.port)
+            loop.call_soon(self._step, None)   # as a Task would: never run the caller's way
+
+    def _writable(self) -> None:
+        sock = self.sock
+        if self.finished or sock is None:
+            return
+        self.loop.remove_writer(sock.fileno())
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            self._attempt_failed(OSError(error, os.strerror(error)))
+            return
+        self.sock = None
+        try:
+            transport = self.loop._make_socket_transport(sock, self.factory())  # type: ignore[attr-defined]
+        except BaseException as exc:
+            sock.close()
+            self._stop_timer()
+            self.finished = True
+            self.done(None, exc)
+            return
+        self._attempt_succeeded(transport)
+
+    def _step(self, future: asyncio.Future | None) -> None:
+        coro = self.coro
+        if self.finished or coro is None:
+            return
+        self.waiting = None
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            self.coro = None
+            self._attempt_succeeded(stop.value[0])
+            return
+        except OSError as exc:
+            self.coro = None
+            self._attempt_failed(exc)
+            return
+        except BaseException as exc:   # a bug costs this connection, as in the Task path
+            self.coro = None
+            self._stop_timer()
+            self.finished = True
+            self.done(None, exc)
+            return
+        if yielded is None:
+            self.loop.call_soon(self._step, None)
+        else:
+            yielded._asyncio_future_blocking = False
+            self.waiting = yielded
+            yielded.add_done_callback(self._step)
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if self.finished:
+            return
+        self._abandon_attempt()
+        self._attempt_failed(TimeoutError())
+
+    # -- outcomes ---------------------------------------------------------------------
+
+    def _attempt_succeeded(self, transport: asyncio.Transport) -> None:
+        self._stop_timer()
+        self.finished = True
+        server = self.servers[self.index]
+        ip, port = server.host, server.port
+        pool = self.pool
+        if pool is not None:
+            pool.connected(server)
+            self.upstreams._succeeded(pool, server, self.loop.time())
+        label = format_address(ip, port)
+        self.done(Dialed(transport, label, pool, server if pool is not None else None), None)
+
+    def _attempt_failed(self, exc: BaseException) -> None:
+        self._stop_timer()
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            try:
+                self.loop.remove_writer(sock.fileno())
+            except (OSError, ValueError):
+                pass
+            sock.close()
+        server = self.servers[self.index]
+        upstreams = self.upstreams
+        label = format_address(server.host, server.port)
+        if isinstance(exc, TimeoutError):
+            problem, self.last_reason = f"no answer within {upstreams.connect_timeout:g}s", CloseReason.CONNECT_TIMEOUT
+        else:
+            problem, self.last_reason = describe_os_error(exc), CloseReason.CONNECT_FAILED  # type: ignore[arg-type]
+        self.failures.append(f"{label}: {problem}")
+        if upstreams.count_failure is not None:
+            upstreams.count_failure(label, self.last_reason)
+        upstreams._failed(self.pool, server, self.loop.time(), self.failures[-1])
+        self._next()
+
+    def _stop_timer(self) -> None:
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _abandon_attempt(self) -> None:
+        """Stop the attempt in flight: its socket or its create_connection coroutine."""
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting.remove_done_callback(self._step)
+            waiting.cancel()
+        coro, self.coro = self.coro, None
+        if coro is not None:
+            coro.close()
+
+    def cancel(self) -> None:
+        self._stop_timer()   # also a failure report still on its way
+        if self.finished:
+            return
+        self.finished = True
+        self._abandon_attempt()
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            try:
+                self.loop.remove_writer(sock.fileno())
+            except (OSError, ValueError):
+                pass
+            sock.close()
+
+
 def describe_os_error(exc: OSError) -> str:
     if exc.errno == errno.ECONNREFUSED:
         return "connection refused"
@@ -164,6 +364,52 @@ class Upstreams:
         await self.resolver.close()
 
     # -- connecting -------------------------------------------------------------------
+
+    def start_dial(self, decision: Decision, client_ip: str, protocol_factory: Callable[[], asyncio.Protocol],
+                   done: Callable[[Dialed | None, BaseException | None], None]) -> Dialing | None:
+        """Dial without a Task when no candidate needs the resolver, else return None (use `dial`).
+
+        `done(dialed, None)` or `done(None, error)` comes later from the loop,
+        where error is a DialError (or, for a bug, any other exception).
+        """
+        if decision.upstream_group is not None:
+            pool = self.groups.get(decision.upstream_group)
+            if pool is None:
+                return None
+            families = self._families
+            for server in pool.servers:
+                family = families.get(server.host, 0)
+                if family == 0:
+                    family = families[server.host] = literal_family(server.host)
+                if family is None:
+                    return None
+            loop = asyncio.get_running_loop()
+            servers = pool.candidates(client_ip, loop.time())
+        else:
+            address = decision.address
+            if address is None:
+                return None
+            pool = self._direct_by_address.get(address)
+            if pool is None:
+                pool = self.direct.get(_key(str(address)))
+                if pool is not None:
+                    self._direct_by_address[address] = pool
+            if pool is not None:
+                server = pool.servers[0]
+                family = self._families.get(server.host, 0)
+                if family == 0:
+                    family = self._families[server.host] = literal_family(server.host)
+                if family is None:
+                    return None
+            else:
+                if literal_family(address.host) is None:
+                    return None
+                server = ServerState(address.host, address.port)
+            servers = [server]
+            loop = asyncio.get_running_loop()
+        dialing = Dialing(self, loop, servers, pool, protocol_factory, done)
+        dialing._next()
+        return dialing
 
     async def dial(self, decision: Decision, client_ip: str, protocol_factory: Callable[[], asyncio.Protocol]) -> Dialed:
         loop = asyncio.get_running_loop()
