@@ -8,6 +8,8 @@ HTTPS on loopback), in passthrough mode, one worker each:
     haproxy       HAProxy mode tcp, req.ssl_sni
     sniui         sniui --headless on asyncio's event loop (SNIUI_LOOP=asyncio)
     sniui-uvloop  sniui --headless on uvloop (the headless default when uvloop is installed)
+    sniui-2w      sniui --headless --workers 2 (uvloop; two engine processes on one SO_REUSEPORT port;
+                  CPU and RSS are the supervisor's and both workers')
     sniui-tui     sniui with the TUI open (on a 120x40 pseudo-terminal), same engine in-process
 
 and, terminating TLS and forwarding plain HTTP to the origin's cleartext port:
@@ -245,7 +247,7 @@ backend origin
                 process = subprocess.Popen(["haproxy", "-db", "-f", str(conf)], stdout=subprocess.DEVNULL,
                                            stderr=open(self.work / "haproxy.log", "w"))
                 self.rows.append(Row("haproxy", port, process))
-            elif name in ("sniui", "sniui-uvloop"):
+            elif name in ("sniui", "sniui-uvloop", "sniui-2w"):
                 port = free_port()
                 conf = self.work / f"{name}.yaml"
                 conf.write_text(f"""
@@ -255,8 +257,10 @@ routes: [{{sni: {SNI}, upstream: "127.0.0.1:{self.origin_port}"}}]
 limits: {{max_connections: 9900, max_connections_per_client: 9900}}
 """)
                 # The headless default is uvloop when it is installed; each row names its loop.
-                env = dict(os.environ, SNIUI_LOOP="uvloop" if name == "sniui-uvloop" else "asyncio")
+                env = dict(os.environ, SNIUI_LOOP="asyncio" if name == "sniui" else "uvloop")
                 command = [sys.executable, "-m", "sniui", "--headless", "-c", str(conf), "--log-file", str(self.work / f"{name}-access.log")]
+                if name == "sniui-2w":
+                    command += ["--workers", "2"]
                 process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.work / f"{name}.log", "w"), env=env)
                 self.rows.append(Row(name, port, process))
             elif name == "sniui-tui":

@@ -20,6 +20,16 @@ def _add_config(parser: argparse.ArgumentParser, *, required: bool = False) -> N
                         help=f"config file (default: ./{DEFAULT_CONFIG})" if not required else "config file")
 
 
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= count <= 256:
+        raise argparse.ArgumentTypeError(f"expected 1 to 256, got {count}")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sniui",
@@ -36,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=("json", "text"), default="json",
                         help="headless: access log format on stdout (default json)")
     parser.add_argument("--log-file", metavar="FILE", help="headless: write the access log here instead of stdout")
+    parser.add_argument("--workers", type=_worker_count, default=1, metavar="N",
+                        help="headless: run N engine processes sharing the listen ports (SO_REUSEPORT; the kernel "
+                             "spreads connections). Each worker is a full engine with its own limits, so "
+                             "max_connections and max_connections_per_client apply per worker (default 1)")
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)   # set by the --workers supervisor
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser("check", help="validate a config and run its tests: block")
@@ -109,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.headless:
         from sniui.headless.daemon import run_daemon
 
-        return run_daemon(config_path, drain=args.drain, log_format=args.log_format, log_file=args.log_file)
+        return run_daemon(config_path, drain=args.drain, log_format=args.log_format, log_file=args.log_file,
+                          workers=args.workers, worker_index=args.worker_index)
+    if args.workers != 1:
+        print("sniui: --workers is for --headless; the TUI always runs one engine", file=sys.stderr)
+        return 2
     from sniui.ui.app import run_tui
 
     return run_tui(config_path, read_only=args.read_only)

@@ -83,8 +83,9 @@ REJECTIONS = frozenset({
 
 
 class Engine:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, reuse_port: bool = False) -> None:
         self.config = config
+        self.reuse_port = reuse_port   # bind listeners with SO_REUSEPORT (one of several worker processes)
         self.registry = Registry()
         self.admission = Admission(config.limits.max_connections, config.limits.max_connections_per_client)
         self.events = EventBus()
@@ -322,7 +323,7 @@ class Engine:
         try:
             for entry in entries:
                 listener = Listener(entry.address, entry.accept_proxy_protocol,
-                                    self.registry.listener_stats(entry.address))
+                                    self.registry.listener_stats(entry.address), reuse_port=self.reuse_port)
                 await listener.open(self._protocol_factory(listener))
                 opened.append(listener)
         except BaseException as exc:

@@ -1,6 +1,7 @@
 """Listening sockets: bind one configured address, with errors that name it.
 
-Binding is `loop.create_server`'s (dual stack, reuse_address, backlog). On
+Binding is `loop.create_server`'s (dual stack, reuse_address, backlog; and
+SO_REUSEPORT when the engine runs as one of several `--workers`). On
 asyncio's selector loops the accepting is ours: asyncio starts a Task per
 accepted socket just to await its transport's connection_made, while here an
 accept callback wraps each socket in a transport directly, passing the peer
@@ -32,9 +33,10 @@ class EngineError(Exception):
 class Listener:
     """One configured listen address and the server bound to it."""
 
-    __slots__ = ("address", "host", "port", "accept_proxy_protocol", "server", "bound", "stats", "_accepting")
+    __slots__ = ("address", "host", "port", "accept_proxy_protocol", "server", "bound", "stats", "reuse_port",
+                 "_accepting")
 
-    def __init__(self, address: str, accept_proxy_protocol: bool, stats: Stats) -> None:
+    def __init__(self, address: str, accept_proxy_protocol: bool, stats: Stats, reuse_port: bool = False) -> None:
         host_port = parse_listen_address(address)
         self.address = address
         self.host = host_port.host
@@ -43,6 +45,7 @@ class Listener:
         self.server: asyncio.Server | None = None
         self.bound: tuple[tuple[str, int], ...] = ()
         self.stats = stats
+        self.reuse_port = reuse_port   # one of several workers: share the port, the kernel spreads connections
         self._accepting: list[_Acceptor] = []
 
     @property
@@ -55,6 +58,7 @@ class Listener:
         try:
             server = await loop.create_server(
                 protocol_factory, self.host, self.port, reuse_address=True, backlog=BACKLOG, start_serving=False,
+                reuse_port=self.reuse_port or None,
             )
             sockets = getattr(server, "_sockets", None) if isinstance(loop, BaseSelectorEventLoop) else None
             if not sockets or not hasattr(loop, "_make_socket_transport"):

@@ -16,6 +16,10 @@ keeps asyncio's loop; `SNIUI_LOOP=uvloop` insists (and says so when missing).
 Passthrough connections relay with splice(2) once they carry bulk
 (engine/splice_relay.py); `SNIUI_RELAY=buffered` keeps the buffered relay.
 
+`--workers N` (N ≥ 2) makes this process a supervisor of N worker processes,
+each running this daemon with `--worker-index i` and SO_REUSEPORT listeners
+(headless/workers.py); `--workers 1` is exactly the single daemon.
+
 Per-connection lines come from the engine's close hook (the access log and
 the stderr line for upstream failures); the event subscription asks only for
 router-level kinds, so the engine need not build an event per connection.
@@ -47,11 +51,33 @@ STDERR_KINDS = frozenset({"server_down", "server_up", "listener_error", "listene
 STDERR_CLOSES = UPSTREAM_ERRORS - REJECTIONS
 
 
+_PREFIX = ["sniui"]   # "sniui[worker 1]" in a worker process of `--workers N`
+
+
 def say(message: str) -> None:
-    print(f"sniui: {message}", file=sys.stderr, flush=True)
+    if _PREFIX[0] == "sniui":
+        print(f"sniui: {message}", file=sys.stderr, flush=True)
+        return
+    try:   # a worker: one write per line, so the workers' lines on the shared stderr never mix
+        sys.stderr.flush()
+        os.write(sys.stderr.fileno(), f"{_PREFIX[0]}: {message}\n".encode("utf-8", "replace"))
+    except (OSError, ValueError):
+        pass
 
 
-def run_daemon(config_path: Path | None, drain: str = "30s", log_format: str = "json", log_file: str | None = None) -> int:
+def run_daemon(config_path: Path | None, drain: str = "30s", log_format: str = "json", log_file: str | None = None,
+               workers: int = 1, worker_index: int | None = None) -> int:
+    """One engine in this process; with `workers` ≥ 2, a supervisor of that many
+    worker processes (headless/workers.py); `worker_index` set: one of them."""
+    if workers > 1 and worker_index is None:
+        from sniui.headless.workers import run_supervisor
+
+        return run_supervisor(config_path, drain=drain, log_format=log_format, log_file=log_file, workers=workers)
+    if worker_index is not None:
+        from sniui.headless.workers import become_worker
+
+        _PREFIX[0] = f"sniui[worker {worker_index}]"
+        become_worker()
     try:
         drain_seconds = parse_duration(drain)
     except ValueError as exc:
@@ -69,16 +95,18 @@ def run_daemon(config_path: Path | None, drain: str = "30s", log_format: str = "
                 say("SNIUI_LOOP=uvloop but uvloop is not installed; using asyncio's loop")
     try:
         if loop_factory is None:
-            return asyncio.run(Daemon(config_path, drain_seconds, log_format, log_file).run())
+            return asyncio.run(Daemon(config_path, drain_seconds, log_format, log_file, worker_index).run())
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(Daemon(config_path, drain_seconds, log_format, log_file).run())
+            return runner.run(Daemon(config_path, drain_seconds, log_format, log_file, worker_index).run())
     except KeyboardInterrupt:
         return EXIT_OK
 
 
 class Daemon:
-    def __init__(self, config_path: Path | None, drain: float, log_format: str, log_file: str | None) -> None:
+    def __init__(self, config_path: Path | None, drain: float, log_format: str, log_file: str | None,
+                 worker_index: int | None = None) -> None:
         self.config_path = config_path
+        self.worker_index = worker_index   # None: the only engine; else one of `--workers N`
         self.drain = drain
         self.log_format = log_format
         self.log_file = log_file
@@ -89,7 +117,12 @@ class Daemon:
 
     async def run(self) -> int:
         try:
-            access_log = AccessLog(self.log_format, self.log_file)
+            if self.worker_index is None:
+                access_log = AccessLog(self.log_format, self.log_file)
+            else:
+                from sniui.headless.workers import WorkerAccessLog
+
+                access_log = WorkerAccessLog(self.worker_index, self.log_format, self.log_file)
         except OSError as exc:
             say(f"cannot open the access log {self.log_file}: {exc.strerror or exc}")
             return EXIT_RUNTIME
@@ -102,6 +135,10 @@ class Daemon:
             self.engine.add_close_hook(_report_upstream_failure)
             watcher = asyncio.get_running_loop().create_task(self._watch_events())
             self._install_signals(access_log)
+            if self.worker_index is not None:
+                from sniui.headless.workers import signals_ready
+
+                signals_ready()
             await self.stopping.wait()
             say(f"stopping: no new connections; draining for up to {self.drain:g}s")
             await self.engine.drain(self.drain)
@@ -118,7 +155,7 @@ class Daemon:
         if self.config_path is None:
             return await self._start_demo()
         try:
-            loaded = load_file(self.config_path)
+            loaded = self._load(self.config_path)
         except ConfigError as exc:
             for issue in exc.issues:
                 print(str(issue), file=sys.stderr)
@@ -127,7 +164,7 @@ class Daemon:
         for warning in loaded.warnings:
             print(str(warning), file=sys.stderr)
         try:
-            self.engine = Engine(loaded.config)
+            self.engine = Engine(loaded.config, reuse_port=self.worker_index is not None)
         except EngineError as exc:
             say(str(exc))
             return EXIT_CONFIG
@@ -139,6 +176,14 @@ class Daemon:
             return EXIT_RUNTIME
         self._announce()
         return EXIT_OK
+
+    def _load(self, path: Path):
+        loaded = load_file(path)
+        if self.worker_index is not None:
+            from sniui.headless.workers import pin_ports
+
+            pin_ports(loaded.config)
+        return loaded
 
     def _choose_relay(self) -> None:
         assert self.engine is not None
@@ -229,7 +274,7 @@ class Daemon:
             say("SIGHUP: the built-in demo has no file to reload")
             return False
         try:
-            loaded = load_file(self.config_path)
+            loaded = self._load(self.config_path)
         except ConfigError as exc:
             for issue in exc.issues:
                 print(str(issue), file=sys.stderr)
