@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from sniui.routing.table import Decision
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
+CONNECT_BUFFER = 64 * 1024   # client bytes held while connecting upstream before reading pauses
 
 
 def _split_peer(peer: object) -> tuple[str, int]:
@@ -144,10 +145,13 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.state is not ConnState.READING_HELLO:
-            # Reading is paused once the hello is complete; keep anything that
-            # was already on its way so it is forwarded in order.
+            # While connecting, keep what the client sends so it is forwarded in
+            # order. A passthrough connection reads on (a TLS client waits for the
+            # server's answer, so this is rare) until CONNECT_BUFFER bytes are held.
             if self.state is ConnState.CONNECTING:
-                self.first_bytes += data
+                first = self.first_bytes = self.first_bytes + data
+                if len(first) >= CONNECT_BUFFER:
+                    self.transport.pause_reading()
             return
         proxy_reader = self.proxy_reader
         if proxy_reader is not None:
@@ -292,7 +296,10 @@ class Connection(asyncio.Protocol):
     def _passthrough(self, decision: Decision) -> None:
         self.state = ConnState.CONNECTING
         self.relay = self.engine.relay_factory(self)
-        self.transport.pause_reading()
+        # Not paused: pausing and resuming costs two readiness changes per connection, and
+        # data_received bounds what is held (the relay resumes reading once started).
+        if len(self.first_bytes) >= CONNECT_BUFFER:
+            self.transport.pause_reading()
         self._dial(decision)
 
     def _dial(self, decision: Decision) -> None:
