@@ -63,6 +63,7 @@ class CertificateForm(CheckedForm[tuple[str, CertificateEntryData] | None]):
     CertificateForm #cert-form-buttons { height: auto; align-horizontal: right; padding: 1 0 0 0; }
     CertificateForm #cert-form-buttons Button { margin-left: 2; }
     """
+    OK_BUTTON = "cert-form-ok"
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="certificate_form.cancel", tooltip="Close, change nothing"),
         Binding("ctrl+s", "submit", "Stage", id="certificate_form.submit", tooltip="Put this entry into the staged config"),
@@ -86,7 +87,12 @@ class CertificateForm(CheckedForm[tuple[str, CertificateEntryData] | None]):
         self.ok = False
         # As in the route editor: messages for a field once it has been touched, all after a submit attempt.
         self._touched: set[str] = {f for f, v in self._initial.items() if v}
-        self._show_all = False
+
+    def is_valid(self, result: tuple[FieldCheck, CertificateInfo | None]) -> bool:
+        return result[0].ok
+
+    def result_value(self) -> tuple[str, CertificateEntryData]:
+        return self.values()
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -151,27 +157,6 @@ class CertificateForm(CheckedForm[tuple[str, CertificateEntryData] | None]):
             self._touched.add(event.input.id[len("cert-field-"):])
         self.request_check()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "cert-form-ok":
-            self.action_submit()
-        else:
-            self.action_cancel()
-
-    def action_submit(self) -> None:
-        self._show_all = True
-        check, _ = self.check_now()
-        if not check.ok:
-            self.notify("Fix the marked fields first.", severity="error")
-            return
-        self.dismiss(self.values())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class MapCertificateForm(ModalScreen[tuple[int, str | None] | None]):

@@ -15,17 +15,50 @@ from typing import Any, Generic, TypeVar
 
 from textual import work
 from textual.screen import ModalScreen
+from textual.widgets import Button, Input
 
 ResultType = TypeVar("ResultType")
 
 
 class CheckedForm(ModalScreen[ResultType], Generic[ResultType]):
-    """Subclasses give `current()` (the values), `compute()` (thread-safe) and `show()` (UI)."""
+    """Subclasses give `current()` (the values), `compute()` (thread-safe), `show()` (UI),
+    `is_valid()` of a computed result and `result_value()` (what the dialog returns)."""
+
+    OK_BUTTON = "form-ok"                          # the id of the button that submits
+    SUBMIT_REFUSED = "Fix the marked fields first."
 
     def __init__(self) -> None:
         super().__init__()
         self._requested = 0    # id of the newest check asked for
         self._answered = -1    # id of the check whose answer is on screen
+        self._show_all = False  # after a submit attempt, every field shows its messages, touched or not
+
+    def is_valid(self, result: Any) -> bool:
+        return bool(result.ok)
+
+    def result_value(self) -> ResultType:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == self.OK_BUTTON:
+            self.action_submit()
+        else:
+            self.action_cancel()
+
+    def action_submit(self) -> None:
+        self._show_all = True
+        if not self.is_valid(self.check_now()):
+            self.notify(self.SUBMIT_REFUSED, severity="error")
+            return
+        self.dismiss(self.result_value())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)  # type: ignore[arg-type]
 
     def current(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -65,6 +65,7 @@ class RouteForm(CheckedForm[RouteData | None]):
     RouteForm #form-buttons { height: auto; align-horizontal: right; padding: 1 0 0 0; }
     RouteForm #form-buttons Button { margin-left: 2; }
     """
+    SUBMIT_REFUSED = "Fix the marked fields first: the route would not validate."
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="route_form.cancel", tooltip="Close the editor, change nothing"),
         Binding("ctrl+s", "submit", "Stage", id="route_form.submit", tooltip="Put this route into the staged config"),
@@ -90,7 +91,9 @@ class RouteForm(CheckedForm[RouteData | None]):
         # Fields the user has changed: an empty new form should not open covered in
         # "missing required field" messages. Everything is shown after a submit attempt.
         self._touched: set[str] = {f for f, v in self._initial.items() if v and f != "mode"}
-        self._show_all = False
+
+    def result_value(self) -> RouteData:
+        return self.route()
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -180,26 +183,6 @@ class RouteForm(CheckedForm[RouteData | None]):
         self._touch(event.select.id)
         self.request_check()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "form-ok":
-            self.action_submit()
-        else:
-            self.action_cancel()
-
-    def action_submit(self) -> None:
-        self._show_all = True
-        if not self.check_now().ok:
-            self.notify("Fix the marked fields first: the route would not validate.", severity="error")
-            return
-        self.dismiss(self.route())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class FallbackForm(CheckedForm[dict[str, Any] | None]):
@@ -221,6 +204,7 @@ class FallbackForm(CheckedForm[dict[str, Any] | None]):
     FallbackForm #fallback-buttons { height: auto; align-horizontal: right; padding: 1 0 0 0; }
     FallbackForm #fallback-buttons Button { margin-left: 2; }
     """
+    OK_BUTTON = "fallback-ok"
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="fallback_form.cancel", tooltip="Close the editor, change nothing"),
         Binding("ctrl+s", "submit", "Stage", id="fallback_form.submit", tooltip="Put this fallback into the staged config"),
@@ -235,6 +219,9 @@ class FallbackForm(CheckedForm[dict[str, Any] | None]):
         self._data = dict(data or {})
         self._upstream_names = upstream_names or []
         self.last_check: FieldCheck = FieldCheck()
+
+    def result_value(self) -> dict[str, Any]:
+        return self.value()
 
     def compose(self) -> ComposeResult:
         what = "no route matched" if self._name == "default" else "the client sent no server name"
@@ -303,25 +290,6 @@ class FallbackForm(CheckedForm[dict[str, Any] | None]):
         event.stop()
         self.request_check()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "fallback-ok":
-            self.action_submit()
-        else:
-            self.action_cancel()
-
-    def action_submit(self) -> None:
-        if not self.check_now().ok:
-            self.notify("Fix the marked fields first.", severity="error")
-            return
-        self.dismiss(self.value())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 def fields_summary(route: dict[str, Any]) -> str:
