@@ -91,60 +91,76 @@ class ThreadResult:
         return self.value
 
 
+class HalfCloseExchange:
+    """A client and an upstream (threads on blocking sockets) that each send `size` patterned
+    bytes through the router. The `first` side sends everything and shuts its write side down
+    before reading, so the router must pass the EOF on while the other direction keeps flowing."""
+
+    def __init__(self, hello: bytes, size: int, first: str) -> None:
+        self.hello, self.size, self.first = hello, size, first
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.listener.settimeout(60)
+
+    @property
+    def upstream_port(self) -> int:
+        return self.listener.getsockname()[1]
+
+    def _upstream_side(self) -> tuple[str, int]:
+        conn, _ = self.listener.accept()
+        conn.settimeout(60)
+        with conn:
+            head = b""
+            while len(head) < len(self.hello):
+                head += conn.recv(len(self.hello) - len(head))
+            assert head == self.hello
+            if self.first == "client":
+                got = receive_all(conn)
+                send_all(conn, self.size, 2)
+                return got
+            send_all(conn, self.size, 2)
+            return receive_all(conn)
+
+    def _client_side(self, port: int) -> tuple[str, int]:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(self.hello)
+            if self.first == "client":
+                send_all(sock, self.size, 1)
+                return receive_all(sock)
+            got = receive_all(sock)   # read until the router closes its side: both EOFs are seen
+            send_all(sock, self.size, 1)
+            return got
+
+    async def run(self, router_port: int) -> None:
+        upstream = ThreadResult(self._upstream_side)
+        client = ThreadResult(self._client_side, router_port)
+        client_got = await client.result(120)
+        upstream_got = await upstream.result(120)
+        assert upstream_got == (expected_digest(self.size, 1), self.size)
+        assert client_got == (expected_digest(self.size, 2), self.size)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("first", ["client", "upstream"])
 async def test_100_mb_each_way_byte_identical_with_half_close(first):
     hello = make_client_hello("bulk.example.com")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    listener.settimeout(60)
-
-    def upstream_side():
-        conn, _ = listener.accept()
-        conn.settimeout(60)
-        with conn:
-            head = b""
-            while len(head) < len(hello):
-                head += conn.recv(len(hello) - len(head))
-            assert head == hello
-            if first == "client":
-                got = receive_all(conn)
-                send_all(conn, SIZE, 2)
-            else:
-                send_all(conn, SIZE, 2)
-                got = receive_all(conn)
-            return got
-
-    def client_side(port: int):
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-            sock.sendall(hello)
-            if first == "client":
-                send_all(sock, SIZE, 1)
-                got = receive_all(sock)
-            else:
-                got = receive_all(sock)
-                send_all(sock, SIZE, 1)
-            # Keep reading until the router closes its side, so both EOFs are seen.
-            return got
-
+    exchange = HalfCloseExchange(hello, SIZE, first)
     text = f"""
 listen:
   - address: "127.0.0.1:0"
 routes:
   - sni: bulk.example.com
-    upstream: "127.0.0.1:{listener.getsockname()[1]}"
+    upstream: "127.0.0.1:{exchange.upstream_port}"
 """
     try:
         async with running(text) as engine:
             started = time.monotonic()
-            upstream = ThreadResult(upstream_side)
-            client = ThreadResult(client_side, port_of(engine))
-            client_got = await client.result(120)
-            upstream_got = await upstream.result(120)
+            await exchange.run(port_of(engine))
             elapsed = time.monotonic() - started
-            assert upstream_got == (expected_digest(SIZE, 1), SIZE)
-            assert client_got == (expected_digest(SIZE, 2), SIZE)
             await wait_until(lambda: engine.snapshot().recent, what="closed record")
             info = engine.snapshot().recent[0]
             assert info.bytes_up == SIZE + len(hello) and info.bytes_down == SIZE
@@ -152,4 +168,4 @@ routes:
             assert info.close_reason is expected_reason
             print(f"\n{first} first: {2 * SIZE / elapsed / 1e6:.0f} MB/s through the router ({elapsed:.2f}s)")
     finally:
-        listener.close()
+        exchange.close()

@@ -17,7 +17,7 @@ from sniui.engine.splice_relay import SpliceRelay
 from .conftest import (
     DEADLINE, FloodingUpstream, make_client_hello, port_of, running, wait_for_flow_to_stop, wait_until,
 )
-from .test_bulk import ThreadResult, expected_digest, receive_all, send_all
+from .test_bulk import HalfCloseExchange
 
 SIZE = 64 * 1024 * 1024
 requires_splice = pytest.mark.skipif(not splice_relay.AVAILABLE, reason="no os.splice on this platform")
@@ -51,10 +51,7 @@ async def test_large_transfer_both_ways_is_byte_identical_with_half_close(relay,
     if switch_after is not None:
         monkeypatch.setattr(splice_relay, "SWITCH_AFTER", switch_after)
     hello = make_client_hello("bulk.example.com")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    listener.settimeout(60)
+    exchange = HalfCloseExchange(hello, SIZE, first)
     used: list[object] = []
 
     def factory(conn):
@@ -62,41 +59,10 @@ async def test_large_transfer_both_ways_is_byte_identical_with_half_close(relay,
         used.append(made)
         return made
 
-    def upstream_side():
-        conn, _ = listener.accept()
-        conn.settimeout(60)
-        with conn:
-            head = b""
-            while len(head) < len(hello):
-                head += conn.recv(len(hello) - len(head))
-            assert head == hello
-            if first == "client":
-                got = receive_all(conn)
-                send_all(conn, SIZE, 2)
-            else:
-                send_all(conn, SIZE, 2)
-                got = receive_all(conn)
-            return got
-
-    def client_side(port: int):
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-            sock.sendall(hello)
-            if first == "client":
-                send_all(sock, SIZE, 1)
-                return receive_all(sock)
-            got = receive_all(sock)
-            send_all(sock, SIZE, 1)
-            return got
-
     try:
-        async with running(config(listener.getsockname()[1])) as engine:
+        async with running(config(exchange.upstream_port)) as engine:
             engine.relay_factory = factory
-            upstream = ThreadResult(upstream_side)
-            client = ThreadResult(client_side, port_of(engine))
-            client_got = await client.result(120)
-            upstream_got = await upstream.result(120)
-            assert upstream_got == (expected_digest(SIZE, 1), SIZE)
-            assert client_got == (expected_digest(SIZE, 2), SIZE)
+            await exchange.run(port_of(engine))
             await wait_until(lambda: engine.snapshot().recent, what="closed record")
             info = engine.snapshot().recent[0]
             assert info.bytes_up == SIZE + len(hello) and info.bytes_down == SIZE
@@ -106,7 +72,7 @@ async def test_large_transfer_both_ways_is_byte_identical_with_half_close(relay,
             if relay is SpliceRelay:
                 assert used[0].spliced, "the splice path was not taken"
     finally:
-        listener.close()
+        exchange.close()
 
 
 @requires_splice
