@@ -67,6 +67,13 @@ import psutil
 
 SNI = "localhost"
 NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+# One worker and room for 9,900 proxied connections (two descriptors each), like the other rows.
+NGINX_STREAM_HEAD = f"""
+load_module {NGINX_STREAM_MODULE};
+worker_processes 1;
+worker_rlimit_nofile 19900;
+events {{ worker_connections 19000; }}
+stream {{"""
 
 
 def free_port() -> int:
@@ -204,12 +211,7 @@ http {{
             elif name == "nginx":
                 port = free_port()
                 conf = self.work / "nginx-stream.conf"
-                conf.write_text(f"""
-load_module {NGINX_STREAM_MODULE};
-worker_processes 1;
-worker_rlimit_nofile 19900;
-events {{ worker_connections 19000; }}
-stream {{
+                conf.write_text(NGINX_STREAM_HEAD + f"""
     map $ssl_preread_server_name $backend {{
         hostnames;
         {SNI} 127.0.0.1:{self.origin_port};
@@ -270,12 +272,7 @@ limits: {{max_connections: 9900, max_connections_per_client: 9900}}
             elif name == "nginx-ssl":
                 port = free_port()
                 conf = self.work / "nginx-ssl.conf"
-                conf.write_text(f"""
-load_module {NGINX_STREAM_MODULE};
-worker_processes 1;
-worker_rlimit_nofile 19900;
-events {{ worker_connections 19000; }}
-stream {{
+                conf.write_text(NGINX_STREAM_HEAD + f"""
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {self.cert};
