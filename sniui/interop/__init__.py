@@ -1,6 +1,7 @@
 """Speaking other routers' languages: import an nginx `stream` config, export to nginx and HAProxy.
 
 - `sniui.interop.nginx_parser`: nginx syntax → directive tree (file:line, include globs)
+- `sniui.interop.nginx_stream`: directive tree → the stream block's maps, upstreams and servers
 - `sniui.interop.nginx_import`: `import_nginx(path) -> ImportResult` (config, YAML, findings)
 - `sniui.interop.nginx_export`: `export_nginx(config) -> ExportResult` (text, findings)
 - `sniui.interop.haproxy_export`: `export_haproxy(config) -> ExportResult`

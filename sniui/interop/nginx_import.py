@@ -15,6 +15,10 @@ The shape understood (see the README's "Coming from nginx"):
 nginx's map quirk is kept: without `hostnames;` a key such as `*.a.b` is a
 literal string that no real name matches, so it is imported as a regex matching
 that literal, with a finding that offers the wildcard the author probably meant.
+
+Reading the stream block (includes, maps, upstreams, servers) is nginx_stream.py's
+job; this module turns what it read into routes and groups, validates the result
+by loading it, and holds the entry points (`import_nginx`, `import_nginx_text`).
 """
 
 from __future__ import annotations
@@ -31,20 +35,13 @@ from sniui.config.patterns import PatternKind, parse_pattern
 from sniui.config.templates import parse_template
 from sniui.interop import Finding
 from sniui.interop.nginx_parser import Directive, ParsedConfig, parse_file, parse_text
+from sniui.interop.nginx_stream import (
+    Map, NginxStream, Server, UpstreamBlock, finding_at, nginx_seconds, read_stream,
+)
 from sniui.routing.table import RouteTable
 
 PREREAD_NAME = "$ssl_preread_server_name"
 HANDSHAKE_NAME = "$ssl_server_name"
-
-# Settings a stream-level directive gives every server that does not set its own.
-_INHERITED = {
-    "proxy_connect_timeout", "proxy_timeout", "preread_timeout", "proxy_protocol", "resolver",
-    "ssl_certificate", "ssl_certificate_key", "ssl_protocols", "ssl_client_certificate",
-    "ssl_verify_client", "ssl_alpn",
-}
-_SERVER_HANDLED = _INHERITED | {"listen", "ssl_preread", "proxy_pass", "allow", "deny"}
-_STREAM_HANDLED = _INHERITED | {"map", "upstream", "server"}
-_LISTEN_FLAGS_IGNORED_WITH_NOTE = {"reuseport", "deferred", "bind", "so_keepalive", "backlog", "ipv6only", "fastopen", "rcvbuf", "sndbuf"}
 
 
 @dataclass
@@ -55,53 +52,12 @@ class ImportResult:
 
 
 @dataclass
-class _MapEntry:
-    key: str
-    value: str
-    directive: Directive
-
-
-@dataclass
-class _Map:
-    source: str
-    target: str
-    hostnames: bool
-    entries: list[_MapEntry]
-    default: str | None
-    default_directive: Directive | None
-    directive: Directive
-    used: bool = False
-
-
-@dataclass
-class _Listen:
-    address: str
-    ssl: bool
-    proxy_protocol: bool
-    directive: Directive
-
-
-@dataclass
-class _Server:
-    directive: Directive
-    listens: list[_Listen]
-    settings: dict[str, Directive]      # effective: the server's own, else the stream's
-    proxy_pass: Directive | None
-    ssl_preread: bool
-    allow_clients: list[str]
-
-    @property
-    def terminates(self) -> bool:
-        return any(listen.ssl for listen in self.listens)
-
-
-@dataclass
-class _Upstream:
+class _Destination:
     """What a map value or proxy_pass resolves to."""
 
     kind: str                      # "route" | "reject" | "terminate" | "skip"
     upstream: str | None = None
-    server: _Server | None = None  # the terminating server, for kind == "terminate"
+    server: Server | None = None   # the terminating server, for kind == "terminate"
 
 
 @dataclass
@@ -111,223 +67,25 @@ class _PendingRoute:
 
 
 class _Importer:
-    def __init__(self, parsed: ParsedConfig, *, assume_hostnames: bool, base_dir: Path):
-        self.parsed = parsed
+    def __init__(self, stream: NginxStream, findings: list[Finding], *, assume_hostnames: bool, base_dir: Path):
         self.assume_hostnames = assume_hostnames
         self.base_dir = base_dir
-        self.findings: list[Finding] = []
-        self.maps: dict[str, _Map] = {}
-        self.upstream_blocks: dict[str, Directive] = {}
-        self.groups: dict[str, dict[str, Any]] = {}
-        self.reject_groups: set[str] = set()
+        self.findings = findings
+        self.maps = stream.maps
+        self.servers = stream.servers
+        self.groups = {name: _group(block) for name, block in stream.upstreams.items() if block.servers}
+        self.reject_groups = {name for name, block in stream.upstreams.items() if not block.servers}
+        self.used_maps: set[str] = set()           # targets of the maps some proxy_pass or certificate reads
         self.certificates: dict[str, dict[str, str]] = {}
-        self.servers: list[_Server] = []
         self.described_comments = 0
         self._origins: list[list[Directive]] = []   # per output route: the map entry of each sni pattern
 
     def warn(self, message: str, where: Directive | None = None) -> None:
-        self.findings.append(Finding(message, where.file if where else None, where.line if where else None))
-
-    # -- collecting ------------------------------------------------------------
-
-    def run(self) -> dict[str, Any]:
-        stream_blocks = [d for d in self.parsed.directives if d.name == "stream" and d.block is not None]
-        if stream_blocks:
-            for directive in self.parsed.directives:
-                if directive.name == "stream":
-                    continue
-                if directive.block is not None:
-                    self.warn(f"{directive.name} {{}} block not imported: sniui imports the stream block", directive)
-                else:
-                    self.warn(f"{directive.name}: main-context setting not translated (nginx process setting)", directive)
-            body = [d for block in stream_blocks for d in block.block or []]
-        else:
-            # A file that is itself a stream fragment (an included maps/servers file).
-            body = self.parsed.directives
-        stream_settings: dict[str, Directive] = {}
-        for directive in body:
-            if directive.name == "map" and directive.block is not None:
-                self._read_map(directive)
-            elif directive.name == "upstream" and directive.block is not None and len(directive.args) == 1:
-                self.upstream_blocks[directive.args[0]] = directive
-            elif directive.name in _INHERITED and directive.block is None:
-                stream_settings[directive.name] = directive
-            elif directive.name != "server":
-                self.warn(f"{directive.name}: not translated", directive)
-        for name, directive in self.upstream_blocks.items():
-            self._read_upstream(name, directive)
-        for directive in body:
-            if directive.name == "server" and directive.block is not None:
-                self.servers.append(self._read_server(directive, stream_settings))
-        if not self.servers:
-            self.warn("no stream server block found: nothing listens, so only maps and upstreams were imported")
-        return self._convert()
-
-    def _read_map(self, directive: Directive) -> None:
-        if len(directive.args) != 2:
-            self.warn("map needs a source and a target variable; not translated", directive)
-            return
-        source, target = directive.args
-        entries: list[_MapEntry] = []
-        hostnames = False
-        default = default_directive = None
-        for entry in directive.block or []:
-            if entry.name == "hostnames" and not entry.args:
-                hostnames = True
-            elif entry.name == "volatile" and not entry.args:
-                self.warn("volatile: not needed, sniui evaluates routes per connection", entry)
-            elif entry.name == "default" and len(entry.args) == 1:
-                default, default_directive = entry.args[0], entry
-            elif len(entry.args) != 1 or entry.block is not None:
-                self.warn(f"map entry {entry.name!r} needs exactly one value; not translated", entry)
-            else:
-                key = entry.name[1:] if entry.name.startswith("\\") else entry.name   # `\default`: a literal key
-                entries.append(_MapEntry(key, entry.args[0], entry))
-        self.maps[target] = _Map(source, target, hostnames, entries, default, default_directive, directive)
-
-    def _read_upstream(self, name: str, directive: Directive) -> None:
-        servers: list[str] = []
-        down: list[Directive] = []
-        balance = "round_robin"
-        fails: list[tuple[int, float]] = []
-        for item in directive.block or []:
-            if item.name == "server" and item.args:
-                address, *options = item.args
-                if address.startswith("unix:"):
-                    self.warn(f"upstream {name}: unix socket {address} not supported by sniui; server left out", item)
-                    continue
-                try:
-                    parse_host_port(address)
-                except ValueError as exc:
-                    self.warn(f"upstream {name}: {exc}; server left out", item)
-                    continue
-                max_fails, fail_timeout, skip = 1, 10.0, False
-                for option in options:
-                    opt, _, value = option.partition("=")
-                    if opt == "down":
-                        down.append(item)
-                        skip = True
-                    elif opt == "backup":
-                        self.warn(f"upstream {name}: backup server {address} left out (sniui has no backup servers)", item)
-                        skip = True
-                    elif opt == "max_fails" and value.isdigit():
-                        max_fails = int(value)
-                    elif opt == "fail_timeout":
-                        fail_timeout = self._seconds(value, item) or fail_timeout
-                    elif opt == "weight" and value == "1":
-                        pass
-                    else:
-                        self.warn(f"upstream {name}: server option {option!r} not translated", item)
-                if not skip:
-                    servers.append(address)
-                    fails.append((max_fails, fail_timeout))
-            elif item.name == "least_conn" and not item.args:
-                balance = "least_conn"
-            elif item.name == "hash" and item.args:
-                if item.args[0] in ("$remote_addr", "$binary_remote_addr"):
-                    balance = "source_hash"
-                    if "consistent" in item.args[1:]:
-                        self.warn(f"upstream {name}: sniui's source_hash is a plain hash, not consistent hashing", item)
-                else:
-                    self.warn(f"upstream {name}: hash {item.args[0]} not translated (sniui hashes by client address only); round_robin used", item)
-            elif item.name == "zone":
-                self.warn(f"upstream {name}: zone not needed (sniui shares state in one process); left out", item)
-            else:
-                self.warn(f"upstream {name}: {item.name} not translated", item)
-        if not servers:
-            if down:
-                # Every server down: nginx closes such connections (sniui's export writes reject this way).
-                self.warn(f"upstream {name}: every server is marked down; names sent to it are rejected", directive)
-                self.reject_groups.add(name)
-            else:
-                self.warn(f"upstream {name} has no usable server; routes to it are treated as reject", directive)
-                self.reject_groups.add(name)
-            return
-        for item in down:
-            self.warn(f"upstream {name}: server {item.args[0]} is marked down; left out", item)
-        if len(set(fails)) > 1:
-            self.warn(f"upstream {name}: servers differ in max_fails/fail_timeout; sniui sets them per group, the first server's are used", directive)
-        group: dict[str, Any] = {"servers": servers}
-        if balance != "round_robin":
-            group["balance"] = balance
-        group["max_fails"], group["fail_timeout"] = fails[0]
-        self.groups[name] = group
-
-    def _read_server(self, directive: Directive, stream_settings: dict[str, Directive]) -> _Server:
-        own: dict[str, Directive] = {}
-        listens: list[_Listen] = []
-        allow: list[str] = []
-        proxy_pass = None
-        ssl_preread = False
-        access_rules: list[Directive] = []
-        # With `listen … proxy_protocol`, sniui always takes the client from the PROXY header,
-        # which is what set_real_ip_from asks nginx to do.
-        realip: list[Directive] = []
-        for item in directive.block or []:
-            if item.name == "listen" and item.args:
-                listen = self._read_listen(item)
-                if listen:
-                    listens.append(listen)
-            elif item.name == "ssl_preread":
-                ssl_preread = item.args == ["on"]
-            elif item.name == "proxy_pass" and len(item.args) == 1:
-                proxy_pass = item
-            elif item.name in ("allow", "deny") and len(item.args) == 1:
-                access_rules.append(item)
-            elif item.name == "set_real_ip_from":
-                realip.append(item)
-            elif item.name in _INHERITED and item.block is None:
-                own[item.name] = item
-            else:
-                self.warn(f"{item.name}: not translated", item)
-        if access_rules:
-            allow = self._read_access(access_rules)
-        if realip and not any(listen.proxy_protocol for listen in listens):
-            for item in realip:
-                self.warn("set_real_ip_from without a `listen … proxy_protocol`: not translated", item)
-        settings = {**stream_settings, **own}
-        return _Server(directive, listens, settings, proxy_pass, ssl_preread, allow)
-
-    def _read_access(self, rules: list[Directive]) -> list[str]:
-        # The one shape with a sniui equivalent: allow CIDR; … deny all;
-        *allows, last = rules
-        if last.name == "deny" and last.args == ["all"] and all(r.name == "allow" and r.args[0] != "all" for r in allows):
-            return [r.args[0] for r in allows]
-        for rule in rules:
-            self.warn(f"{rule.name} {rule.args[0]}: only `allow CIDR; … deny all;` translates (to allow_clients); not translated", rule)
-        return []
-
-    def _read_listen(self, item: Directive) -> _Listen | None:
-        address, *flags = item.args
-        if address.startswith("unix:"):
-            self.warn(f"listen {address}: unix sockets not supported by sniui; listener left out", item)
-            return None
-        if "udp" in flags:
-            self.warn(f"listen {address} udp: sniui routes TLS over TCP only; listener left out", item)
-            return None
-        if address.isdigit():
-            address = f"0.0.0.0:{address}"
-        elif address.startswith("*:"):
-            address = "0.0.0.0:" + address[2:]
-        elif ":" not in address or address.endswith("]"):
-            # nginx: `listen 127.0.0.1` means port 80.
-            address = f"{address}:80"
-        for flag in flags:
-            if flag not in ("ssl", "proxy_protocol"):
-                self.warn(f"listen {address}: option {flag!r} not translated", item)
-        return _Listen(address, "ssl" in flags, "proxy_protocol" in flags, item)
+        self.findings.append(finding_at(message, where))
 
     # -- resolving values --------------------------------------------------------
 
-    def _seconds(self, text: str, where: Directive) -> float | None:
-        parts = re.findall(r"(\d+)(ms|s|m|h|d|w|M|y)?", text)
-        if not parts or "".join(n + (u or "") for n, u in parts) != text:
-            self.warn(f"{text!r} is not an nginx time; ignored", where)
-            return None
-        units = {"ms": 0.001, "s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000, "y": 31536000}
-        return sum(int(n) * units[u] for n, u in parts)
-
-    def _terminating_server_at(self, address: str) -> _Server | None:
+    def _terminating_server_at(self, address: str) -> Server | None:
         try:
             target = parse_host_port(address)
         except ValueError:
@@ -342,34 +100,34 @@ class _Importer:
                     return server
         return None
 
-    def _resolve(self, value: str, where: Directive) -> _Upstream:
+    def _resolve(self, value: str, where: Directive) -> _Destination:
         """A map value or proxy_pass argument → what sniui should do."""
         if value == "":
-            return _Upstream("reject")
+            return _Destination("reject")
         if "$" in value:
-            return _Upstream("route", value)
+            return _Destination("route", value)
         if value.startswith("unix:"):
             self.warn(f"{value}: unix sockets not supported by sniui; left out", where)
-            return _Upstream("skip")
+            return _Destination("skip")
         kind = classify_upstream(value)
         if kind == "group":
             if value in self.reject_groups:
-                return _Upstream("reject")
+                return _Destination("reject")
             if value in self.groups:
-                return _Upstream("route", value)
+                return _Destination("route", value)
             self.warn(f"{value!r} is neither an upstream block nor host:port (nginx would fail with 'no port'); left out", where)
-            return _Upstream("skip")
+            return _Destination("skip")
         try:
             parse_host_port(value)
         except ValueError as exc:
             self.warn(f"{exc}; left out", where)
-            return _Upstream("skip")
+            return _Destination("skip")
         server = self._terminating_server_at(value)
         if server is not None:
-            return _Upstream("terminate", server=server)
-        return _Upstream("route", value)
+            return _Destination("terminate", server=server)
+        return _Destination("route", value)
 
-    def _sni_pattern(self, key: str, map_: _Map, where: Directive) -> str | None:
+    def _sni_pattern(self, key: str, map_: Map, where: Directive) -> str | None:
         if key.startswith("~"):
             text = key
         elif not map_.hostnames and (key.startswith("*.") or key.startswith(".") or key.endswith(".*")):
@@ -391,7 +149,7 @@ class _Importer:
             return None
         return text
 
-    def _map_value_for(self, map_: _Map, key: str, where: Directive) -> str | None:
+    def _map_value_for(self, map_: Map, key: str, where: Directive) -> str | None:
         """The value `map_` gives the names that `key` (a key of another map) stands for."""
         for entry in map_.entries:
             if entry.key == key:
@@ -409,7 +167,7 @@ class _Importer:
         self.warn(f"cannot tell which value map {map_.target} gives the names {key!r} stand for (no entry with that key); left out", where)
         return None
 
-    def _setting_value(self, server: _Server, name: str, key: str | None, where: Directive) -> str | None:
+    def _setting_value(self, server: Server, name: str, key: str | None, where: Directive) -> str | None:
         """A server setting that may be a literal or `$var` from a map on $ssl_server_name."""
         directive = server.settings.get(name)
         if directive is None or not directive.args:
@@ -421,7 +179,7 @@ class _Importer:
         if map_ is None or map_.source != HANDSHAKE_NAME:
             self.warn(f"{name} {value}: only a map on {HANDSHAKE_NAME} is understood here", directive)
             return None
-        map_.used = True
+        self.used_maps.add(map_.target)
         if key is None:
             return map_.default
         return self._map_value_for(map_, key, where)
@@ -441,7 +199,7 @@ class _Importer:
         # nginx reads relative paths from its conf prefix: the main file's folder.
         return path if Path(path).is_absolute() else str((self.base_dir / path).resolve())
 
-    def _terminate_fields(self, server: _Server, key: str | None, where: Directive) -> dict[str, Any] | None:
+    def _terminate_fields(self, server: Server, key: str | None, where: Directive) -> dict[str, Any] | None:
         """Route fields for names that `server` terminates; `key` is the map key they came from."""
         if server.proxy_pass is None:
             self.warn("terminating server has no proxy_pass; left out", server.directive)
@@ -452,7 +210,7 @@ class _Importer:
             if map_ is None or map_.source != HANDSHAKE_NAME:
                 self.warn(f"proxy_pass {target}: a terminating server needs a map on {HANDSHAKE_NAME}; left out", server.proxy_pass)
                 return None
-            map_.used = True
+            self.used_maps.add(map_.target)
             value = self._map_value_for(map_, key, where) if key is not None else map_.default
             if value is None:
                 return None
@@ -500,12 +258,12 @@ class _Importer:
 
     # -- converting ----------------------------------------------------------------
 
-    def _routes_from_map(self, map_: _Map, context: _Server, terminating: bool) -> list[_PendingRoute]:
+    def _routes_from_map(self, map_: Map, context: Server, terminating: bool) -> list[_PendingRoute]:
         pending: list[_PendingRoute] = []
         for entry in map_.entries:
             where = entry.directive
             if entry.key == "":
-                continue   # the no-SNI entry: see _fallbacks
+                continue   # the no-SNI entry: _convert_server makes it no_sni
             pattern = self._sni_pattern(entry.key, map_, where)
             if pattern is None:
                 continue
@@ -557,7 +315,7 @@ class _Importer:
                 return False
         return True
 
-    def _to_the_name_itself(self, value: str, context: _Server, where: Directive) -> _PendingRoute:
+    def _to_the_name_itself(self, value: str, context: Server, where: Directive) -> _PendingRoute:
         """`proxy_pass $ssl_preread_server_name:443`: every name goes to itself. sniui says that as a
         last regex capturing the whole name; the default then only sees hellos without a name."""
         upstream = _SERVER_NAME_VARIABLE.sub("$1", value)
@@ -570,7 +328,7 @@ class _Importer:
             fields["allow_clients"] = context.allow_clients
         return _PendingRoute(fields, [where])
 
-    def _fallback(self, value: str | None, context: _Server, where: Directive | None, label: str) -> dict[str, Any]:
+    def _fallback(self, value: str | None, context: Server, where: Directive | None, label: str) -> dict[str, Any]:
         if value is None:
             return {"action": "reject"}
         upstream = self._resolve(value, where or context.directive)
@@ -585,7 +343,7 @@ class _Importer:
             self.warn(f"{label} value {value!r} uses variables; sniui's {label} takes a fixed upstream, imported as reject", where)
         return {"action": "reject"}
 
-    def _convert(self) -> dict[str, Any]:
+    def convert(self) -> dict[str, Any]:
         internal = {id(s) for s in self.servers if s.terminates and self._is_chained(s)}
         public = [s for s in self.servers if id(s) not in internal]
         routes: list[_PendingRoute] = []
@@ -613,7 +371,7 @@ class _Importer:
         if len(public) > 1:
             self.warn(f"{len(public)} servers merged: sniui routes every listener with one table", public[1].directive)
         for map_ in self.maps.values():
-            if not map_.used:
+            if map_.target not in self.used_maps:
                 self.warn(f"map {map_.source} {map_.target} is not used by any proxy_pass or certificate; not translated", map_.directive)
         data: dict[str, Any] = {}
         if listen:
@@ -634,7 +392,7 @@ class _Importer:
         self._origins = [r.origins for r in routes]
         return data
 
-    def _is_chained(self, server: _Server) -> bool:
+    def _is_chained(self, server: Server) -> bool:
         """Does another server send names to this terminating server's address?"""
         for other in self.servers:
             if other is server or other.proxy_pass is None:
@@ -648,7 +406,7 @@ class _Importer:
                 return True
         return False
 
-    def _convert_server(self, server: _Server, seen_maps: set[str]):
+    def _convert_server(self, server: Server, seen_maps: set[str]):
         if server.proxy_pass is None:
             self.warn("server without proxy_pass: nothing to route; left out", server.directive)
             return [], None, None
@@ -673,7 +431,7 @@ class _Importer:
             return [], None, None
         if not terminating and not server.ssl_preread:
             self.warn(f"proxy_pass by {PREREAD_NAME} without `ssl_preread on`: nginx never reads the name", server.proxy_pass)
-        map_.used = True
+        self.used_maps.add(map_.target)
         if map_.target in seen_maps:
             return [], None, None   # a second server on the same map adds listeners only
         seen_maps.add(map_.target)
@@ -694,19 +452,19 @@ class _Importer:
                 no_sni = self._fallback(entry.value, server, entry.directive, "no_sni")
         return routes, default, no_sni
 
-    def _terminating_without_map(self, server: _Server):
+    def _terminating_without_map(self, server: Server):
         """`listen … ssl` + a literal proxy_pass: every name on the port. Names from a certificate map, if any."""
         cert = server.settings.get("ssl_certificate")
         if cert is not None and cert.args and cert.args[0].startswith("$") and cert.args[0] in self.maps:
             map_ = self.maps[cert.args[0]]
-            map_.used = True
-            fake = _Map(map_.source, map_.target, map_.hostnames, map_.entries, None, None, map_.directive)
+            self.used_maps.add(map_.target)
+            fake = Map(map_.source, map_.target, map_.hostnames, map_.entries, None, None, map_.directive)
             return self._routes_from_map(fake, server, True), {"action": "reject"}, None
         self.warn("this server terminates TLS for every name on its port; sniui terminates per name, so add a route "
                   "with mode: terminate and the certificate's names by hand; left out", server.directive)
         return [], None, None
 
-    def _globals(self, servers: list[_Server]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _globals(self, servers: list[Server]) -> tuple[dict[str, Any], dict[str, Any]]:
         timeouts: dict[str, Any] = {}
         resolver: dict[str, Any] = {}
         for nginx_name, sniui_name in (("preread_timeout", "client_hello"), ("proxy_connect_timeout", "connect"),
@@ -715,7 +473,7 @@ class _Importer:
             for server in servers:
                 directive = server.settings.get(nginx_name)
                 if directive is not None and directive.args:
-                    seconds = self._seconds(directive.args[0], directive)
+                    seconds = nginx_seconds(directive.args[0], directive, self.findings)
                     if seconds is not None:
                         values.setdefault(seconds, directive)
             if values:
@@ -730,7 +488,7 @@ class _Importer:
             nameservers = []
             for arg in directive.args:
                 if arg.startswith("valid="):
-                    seconds = self._seconds(arg[6:], directive)
+                    seconds = nginx_seconds(arg[6:], directive, self.findings)
                     if seconds is not None:
                         resolver["cache_ttl"] = seconds
                 elif "=" in arg:
@@ -742,7 +500,7 @@ class _Importer:
 
     # -- validating --------------------------------------------------------------
 
-    def finish(self, data: dict[str, Any], main_file: str) -> Config:
+    def finish(self, data: dict[str, Any], main_file: str, comment_count: int) -> Config:
         """Validate; drop what sniui refuses (with a finding each) until the config loads."""
         for _ in range(len(data["routes"]) + 10):
             try:
@@ -755,7 +513,7 @@ class _Importer:
             raise RuntimeError("import did not converge")
         data["tests"] = _generated_tests(config)
         config = load_text(_dump(data), file="<import>", base_dir=self.base_dir).config
-        comments = len(self.parsed.comments) - self.described_comments
+        comments = comment_count - self.described_comments
         if comments:
             self.findings.append(Finding(f"{comments} comment(s) not on a map entry line were dropped "
                                          "(comments on an entry's line become that route's description)", main_file))
@@ -807,6 +565,14 @@ class _Importer:
 _SERVER_NAME_VARIABLE = re.compile(r"\$(?:\{ssl_preread_server_name\}|ssl_preread_server_name(?![A-Za-z0-9_]))")
 
 
+def _group(block: UpstreamBlock) -> dict[str, Any]:
+    group: dict[str, Any] = {"servers": block.servers}
+    if block.balance != "round_robin":
+        group["balance"] = block.balance
+    group["max_fails"], group["fail_timeout"] = block.max_fails, block.fail_timeout
+    return group
+
+
 def _names_itself(value: str) -> bool:
     """A value built from the client's own name and nothing else variable (`$ssl_preread_server_name:443`)."""
     rest = _SERVER_NAME_VARIABLE.sub("", value)
@@ -833,7 +599,7 @@ def _merge_runs(pending: list[_PendingRoute]) -> list[_PendingRoute]:
     return merged
 
 
-def _evaluate_map(map_: _Map, name: str) -> str | None:
+def _evaluate_map(map_: Map, name: str) -> str | None:
     """The value nginx's map gives `name`, by sniui's (= nginx's hostnames) precedence."""
     from sniui.config.models import Route
 
@@ -869,9 +635,11 @@ def _generated_tests(config: Config) -> list[dict[str, Any]]:
 
 
 def import_nginx_parsed(parsed: ParsedConfig, *, base_dir: Path, assume_hostnames: bool = False) -> ImportResult:
-    importer = _Importer(parsed, assume_hostnames=assume_hostnames, base_dir=base_dir)
-    data = importer.run()
-    config = importer.finish(data, parsed.files[0])
+    findings: list[Finding] = []
+    stream = read_stream(parsed, findings)
+    importer = _Importer(stream, findings, assume_hostnames=assume_hostnames, base_dir=base_dir)
+    data = importer.convert()
+    config = importer.finish(data, parsed.files[0], len(parsed.comments))
     header = (f"# Imported from {parsed.files[0]} by `sniui import nginx`.\n"
               f"# {len(importer.findings)} finding(s) were reported on stderr; `sniui check -c FILE` runs the tests below.\n")
     return ImportResult(config, header + to_yaml(config), importer.findings)
