@@ -27,6 +27,7 @@ from sniui.ui.widgets.connections import ConnectionsTable
 from sniui.ui.widgets.detail import DetailPanel
 from sniui.ui.widgets.filter import FilterBar
 from sniui.ui.widgets.header import HeaderStrip
+from sniui.ui.widgets.line import Line
 from sniui.ui.widgets.tables import RecentTable, ServersTable
 from sniui.ui.widgets.tones import tone_styles
 
@@ -101,7 +102,7 @@ class DashboardScreen(Screen):
                 with TabPane("Servers", id="servers"):
                     yield ServersTable(id="servers-table")
             yield DetailPanel(id="detail")
-        yield Static(id="status")
+        yield Line(id="status")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -233,7 +234,7 @@ class DashboardScreen(Screen):
             text.append(f" · {snapshot.events_dropped} events dropped")
         if self.paused:
             text.append("  PAUSED (p resumes)", style="bold reverse")
-        self.query_one("#status", Static).update(text)
+        self.query_one("#status", Line).show(text)
 
     # -- detail ---------------------------------------------------------------
 

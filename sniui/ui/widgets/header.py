@@ -5,10 +5,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Sparkline, Static
+from textual.widgets import Sparkline
 
 from sniui.engine.model import EngineSnapshot
 from sniui.ui.format import human_age, human_bytes, human_count
+from sniui.ui.widgets.line import Line
 
 # Rates are one sample a second; the sparklines cover the last five minutes.
 SPARK_SECONDS = 300
@@ -22,7 +23,7 @@ class HeaderStrip(Vertical):
     DEFAULT_CSS = """
     HeaderStrip { height: 3; padding: 0 1; background: $boost; }
     HeaderStrip Horizontal { height: 1; }
-    HeaderStrip Static { width: auto; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    HeaderStrip Line { width: auto; }
     HeaderStrip Sparkline { width: 1fr; height: 1; margin: 0 1; }
     HeaderStrip #hs-listeners { width: 1fr; }
     HeaderStrip #hs-config.-unapplied { color: $text-warning; text-style: bold; }
@@ -33,15 +34,15 @@ class HeaderStrip(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal():
-            yield Static(id="hs-listeners")
-            yield Static(id="hs-config")
+            yield Line(id="hs-listeners")
+            yield Line(id="hs-config")
         with Horizontal():
-            yield Static(id="hs-active")
-            yield Static(id="hs-conn-rate")
+            yield Line(id="hs-active")
+            yield Line(id="hs-conn-rate")
             yield Sparkline([], id="hs-conn-spark")
-            yield Static(id="hs-byte-rate")
+            yield Line(id="hs-byte-rate")
             yield Sparkline([], id="hs-bytes-spark")
-        yield Static(id="hs-errors")
+        yield Line(id="hs-errors")
 
     def show(self, snapshot: EngineSnapshot, *, now: float, config_path: str | None, unapplied: bool,
              read_only: bool) -> None:
@@ -51,7 +52,7 @@ class HeaderStrip(Vertical):
         line.append(listeners)
         line.append("  up ", style="dim")
         line.append(human_age(now - snapshot.started_at))
-        self.query_one("#hs-listeners", Static).update(line)
+        self.query_one("#hs-listeners", Line).show(line)
 
         config = Text()
         if read_only:
@@ -60,18 +61,18 @@ class HeaderStrip(Vertical):
         config.append(f" gen {snapshot.config_generation}", style="dim")
         if unapplied:
             config.append("  ● unapplied changes")
-        config_widget = self.query_one("#hs-config", Static)
-        config_widget.update(config)
+        config_widget = self.query_one("#hs-config", Line)
+        config_widget.show(config)
         config_widget.set_class(unapplied, "-unapplied")
 
         recent = snapshot.rates[-SPARK_SECONDS:]
         last = recent[-1] if recent else None
-        self.query_one("#hs-active", Static).update(Text.assemble(
+        self.query_one("#hs-active", Line).show(Text.assemble(
             ("active ", "dim"), (human_count(snapshot.totals.active), "bold"), ("  total ", "dim"),
             human_count(snapshot.totals.accepted)))
-        self.query_one("#hs-conn-rate", Static).update(Text.assemble(
+        self.query_one("#hs-conn-rate", Line).show(Text.assemble(
             ("  conn/s ", "dim"), (str(last.connections if last else 0), "bold")))
-        self.query_one("#hs-byte-rate", Static).update(Text.assemble(
+        self.query_one("#hs-byte-rate", Line).show(Text.assemble(
             ("bytes/s ", "dim"), (human_bytes(last.bytes if last else 0), "bold")))
         # Pad to the full window so the x axis is always five minutes, even just after start.
         pad = [0] * (SPARK_SECONDS - len(recent))
@@ -91,6 +92,6 @@ class HeaderStrip(Vertical):
             text.append(" · ", style="dim")
         if errors:
             text.right_crop(3)
-        widget = self.query_one("#hs-errors", Static)
-        widget.update(text)
+        widget = self.query_one("#hs-errors", Line)
+        widget.show(text)
         widget.set_class(recent_errors > 0, "-error")
