@@ -16,6 +16,7 @@ from textual.widgets import DataTable
 from typing import Mapping
 
 from sniui.ui.rows import COLUMNS, COLUMN_KEYS, WIDE, DisplayRow
+from sniui.ui.widgets.fast_cells import FastCells
 from sniui.ui.widgets.tones import tone_styles
 
 
@@ -30,7 +31,7 @@ class _OrderedCell(Text):
     __slots__ = ("position",)
 
 
-class ConnectionsTable(DataTable):
+class ConnectionsTable(FastCells):
     BINDINGS = [
         Binding("enter", "select_cursor", "Open", id="connections.details",
                 tooltip="Open the selected connection, or expand/collapse the selected group"),

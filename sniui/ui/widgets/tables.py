@@ -7,14 +7,14 @@ main table but without its grouping and capping.
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from sniui.engine.model import ConnectionInfo, ServerHealth
+from sniui.ui.widgets.fast_cells import FastCells
 from sniui.ui.format import clip, human_age, human_bytes, human_duration
 from sniui.ui.widgets.tones import tone_styles
 
 
-class KeyedTable(DataTable):
+class KeyedTable(FastCells):
     """A DataTable written as {row key: cells}; only changed cells are touched."""
 
     COLUMNS: tuple[tuple[str, str, int | None], ...] = ()
