@@ -175,9 +175,14 @@ routes: [{{sni: {SNI}, upstream: "127.0.0.1:{upstream_port}"}}]
 limits: {{max_connections: 9900, max_connections_per_client: 9900}}
 """)
     router_env = dict(os.environ, SNIUI_LOOP=args.loop)
-    router = subprocess.Popen([sys.executable, "-m", "sniui", "--headless", "-c", str(conf),
-                               "--log-file", str(work / "access.log")],
-                              stdout=subprocess.DEVNULL, stderr=open(work / "sniui.log", "w"), env=router_env)
+    if args.tui:
+        from compare import start_on_pty   # the same pseudo-terminal the comparison's TUI row runs on
+
+        router = start_on_pty([sys.executable, "-m", "sniui", "-c", str(conf)])
+    else:
+        router = subprocess.Popen([sys.executable, "-m", "sniui", "--headless", "-c", str(conf),
+                                   "--log-file", str(work / "access.log")],
+                                  stdout=subprocess.DEVNULL, stderr=open(work / "sniui.log", "w"), env=router_env)
     profiler = None
     try:
         wait_listening(upstream_port, upstream)
@@ -219,7 +224,7 @@ limits: {{max_connections: 9900, max_connections_per_client: 9900}}
                 process.kill()
     n = args.connections
     return {
-        "loop": args.loop,
+        "loop": "asyncio (TUI)" if args.tui else args.loop,
         "connections": n,
         "concurrency": args.concurrency,
         "conn_per_s": n / run["elapsed"],
@@ -241,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"], help="the router's event loop")
     parser.add_argument("--client-loop", default="uvloop" if _has_uvloop() else "asyncio",
                         help="event loop of the client and upstream processes")
+    parser.add_argument("--tui", action="store_true",
+                        help="run sniui with the TUI open on a pseudo-terminal (its loop is Textual's asyncio loop)")
     parser.add_argument("--profile", metavar="FILE", help="py-spy raw profile of the router during the run")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
