@@ -26,6 +26,8 @@ def test_lines_match_json_dumps() -> None:
         info(hello_ms=0.04999, connect_ms=12.25, closed=1_764_000_000.9999996, started=1_764_000_000.0),
         info(route='we"ird\\route\n', close_detail="refused: \u00e9\u2192\x00\x1f \"quoted\"", alpn=("h\\2", '"x"', "\x7f")),
         info(mode="terminate", client_subject="CN=x", bytes_up=2**40, bytes_down=0, closed=999.0),
+        info(mode="terminate", tls_version="TLSv1.3", tls_cipher="TLS_AES_256_GCM_SHA384", alpn_selected="h2"),
+        info(mode="terminate", tls_version="TLSv1.2", tls_cipher="ECDHE-RSA-AES128-GCM-SHA256", alpn_selected='h"\\2\u00e9'),
     ]
     for case in cases:
         assert format_json(case) == format_json_reference(case)

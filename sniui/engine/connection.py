@@ -32,7 +32,7 @@ from sniui.engine.dialer import Dialed, DialError, Dialing
 from sniui.engine.model import CloseReason, ConnectionInfo, ConnState
 from sniui.engine.proxy_protocol import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
 from sniui.engine.relay import CLIENT
-from sniui.engine.terminate import TerminatingRelay, peer_subject
+from sniui.engine.terminate import TerminatingRelay, negotiated, peer_subject
 from sniui.tls import alerts
 from sniui.tls.contexts import ContextError, describe_ssl_error
 from sniui.tls.clienthello import ClientHello, ClientHelloReader, NeedMore, Reject, count_not_grease
@@ -60,6 +60,7 @@ class Connection(asyncio.Protocol):
         "state", "started", "started_mono", "last_activity", "active_mono", "seen_total",
         "sni", "alpn", "tls_versions", "ech", "cipher_count", "record_version",
         "route", "mode", "upstream", "upstream_address", "client_subject",
+        "tls_version", "tls_cipher", "alpn_selected",
         "bytes_up", "bytes_down", "hello_ms", "connect_ms",
         "closed", "close_reason", "close_detail",
         "reader", "proxy_reader", "first_bytes", "task", "pool", "server",
@@ -95,6 +96,7 @@ class Connection(asyncio.Protocol):
         self.upstream: str | None = None
         self.upstream_address: str | None = None
         self.client_subject: str | None = None
+        self.tls_version = self.tls_cipher = self.alpn_selected = None   # set once a terminating handshake completes
         self.bytes_up = self.bytes_down = 0
         self.hello_ms: float | None = None
         self.connect_ms: float | None = None
@@ -288,6 +290,7 @@ class Connection(asyncio.Protocol):
             return
         if tls.context.verify_mode == ssl.CERT_REQUIRED:
             self.client_subject = peer_subject(tls)
+        self.tls_version, self.tls_cipher, self.alpn_selected = negotiated(tls)
         self.state = ConnState.CONNECTING
         self.cached_info = None
         self.transport.pause_reading()
@@ -468,6 +471,7 @@ class Connection(asyncio.Protocol):
             bytes_up=self.bytes_up, bytes_down=self.bytes_down,
             hello_ms=self.hello_ms, connect_ms=self.connect_ms, closed=self.closed,
             close_reason=self.close_reason, close_detail=self.close_detail, client_subject=self.client_subject,
+            tls_version=self.tls_version, tls_cipher=self.tls_cipher, alpn_selected=self.alpn_selected,
         )
         self.cached_info = info
         return info

@@ -79,6 +79,10 @@ class ConnectionInfo:
     close_reason: CloseReason | None = None
     close_detail: str | None = None
     client_subject: str | None = None    # verified mTLS client certificate subject
+    # What our TLS handshake with the client agreed on; terminating routes only, None for passthrough.
+    tls_version: str | None = None       # "TLSv1.3"
+    tls_cipher: str | None = None        # "TLS_AES_256_GCM_SHA384"
+    alpn_selected: str | None = None     # the protocol chosen from `alpn`, None when none was
 
     @property
     def duration(self) -> float | None:

@@ -80,6 +80,12 @@ def peer_subject(tls: ssl.SSLObject) -> str | None:
         return None
 
 
+def negotiated(tls: ssl.SSLObject) -> tuple[str | None, str | None, str | None]:
+    """What a completed handshake agreed on: (protocol version, cipher suite name, selected ALPN)."""
+    cipher = tls.cipher()
+    return tls.version(), cipher[0] if cipher else None, tls.selected_alpn_protocol()
+
+
 class _TlsClientSide(asyncio.Protocol):
     """Protocol of the client transport from the handshake on."""
 

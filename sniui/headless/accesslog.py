@@ -49,7 +49,11 @@ def as_record(info: ConnectionInfo) -> dict:
     For a terminating route (mode "terminate") the byte counts are plaintext, as
     the upstream sees them, and the record has the fields only termination can
     fill: `client_subject`, the verified client certificate's subject on an
-    mTLS route (RFC 4514, e.g. "CN=alice,O=Example"), else null.
+    mTLS route (RFC 4514, e.g. "CN=alice,O=Example"), else null; and what the
+    handshake with the client agreed on: `tls_version` ("TLSv1.3"),
+    `tls_cipher` ("TLS_AES_256_GCM_SHA384") and `alpn_selected` (null when the
+    route offers no ALPN or the client asked for none of it). All three are
+    null when the handshake did not complete.
     """
     record = {
         "time": _iso(info.closed),
@@ -72,6 +76,9 @@ def as_record(info: ConnectionInfo) -> dict:
     }
     if info.mode == "terminate":
         record["client_subject"] = info.client_subject
+        record["tls_version"] = info.tls_version
+        record["tls_cipher"] = info.tls_cipher
+        record["alpn_selected"] = info.alpn_selected
     return record
 
 
@@ -102,8 +109,14 @@ def format_json(info: ConnectionInfo) -> str:
         f'"duration_ms":{_json_ms((info.duration or 0.0) * 1000.0)},'
         f'"hello_ms":{_json_ms(info.hello_ms)},"connect_ms":{_json_ms(info.connect_ms)},'
         f'"close_reason":{_json_str(reason.value if reason else None)},"detail":{_json_str(info.close_detail)}'
-        + (f',"client_subject":{_json_str(info.client_subject)}}}' if info.mode == "terminate" else "}")
+        + (_terminate_json(info) if info.mode == "terminate" else "}")
     )
+
+
+def _terminate_json(info: ConnectionInfo) -> str:
+    """The closing fields only a terminating route's record has (see as_record), and the brace."""
+    return (f',"client_subject":{_json_str(info.client_subject)},"tls_version":{_json_str(info.tls_version)},'
+            f'"tls_cipher":{_json_str(info.tls_cipher)},"alpn_selected":{_json_str(info.alpn_selected)}}}')
 
 
 def format_json_reference(info: ConnectionInfo) -> str:
@@ -120,6 +133,8 @@ def format_text(info: ConnectionInfo) -> str:
         line += f" ({r['detail']})"
     if r.get("client_subject"):
         line += f' subject="{r["client_subject"]}"'
+    if r.get("tls_version"):
+        line += f' tls={r["tls_version"]} cipher={r["tls_cipher"] or "-"} alpn={r["alpn_selected"] or "-"}'
     return line
 
 

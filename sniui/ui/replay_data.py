@@ -44,6 +44,7 @@ routes:
     sni: api.example.com
     mode: terminate
     certificate: example
+    alpn: [h2, http/1.1]
     upstream: api
     proxy_protocol: v2
   - name: apps
@@ -79,6 +80,9 @@ _TRAFFIC = (
     ("billing-prod-443.k8s.example.com", "k8s", "billing-public.prod.svc.cluster.local:443",
      ("10.96.3.77:443",), "passthrough", ("h2", "http/1.1"), 3),
 )
+
+# What the api route's handshakes agree on (no RNG draw, so the other fields stay as they were).
+_NEGOTIATED = dict(tls_version="TLSv1.3", tls_cipher="TLS_AES_256_GCM_SHA384", alpn_selected="h2")
 
 _CLIENTS = ("203.0.113.7", "198.51.100.23", "192.0.2.144", "203.0.113.58", "2001:db8:4::1a",
             "198.51.100.201", "192.0.2.9", "203.0.113.199")
@@ -128,6 +132,7 @@ def make_connections(count: int, *, seed: int = 7, now: float = NOW, first_id: i
             hello_ms=round(rng.uniform(0.3, 40), 2) if state is not ConnState.READING_HELLO else None,
             connect_ms=round(rng.uniform(0.4, 12), 2) if connected else None,
             client_subject="CN=billing-batch,O=Example" if mode == "terminate" and i % 5 == 0 else None,
+            **(_NEGOTIATED if mode == "terminate" and state is not ConnState.HANDSHAKING else {}),
         ))
     return out
 
@@ -170,6 +175,7 @@ def make_recent(*, now: float = NOW, seed: int = 11) -> list[ConnectionInfo]:
             bytes_up=up, bytes_down=up * 9, hello_ms=round(rng.uniform(0.3, 20), 2) if sni else None,
             connect_ms=round(rng.uniform(0.5, 9), 2) if moved else None,
             closed=closed, close_reason=reason, close_detail=detail,
+            **(_NEGOTIATED if route == "api" and reason is not CloseReason.TLS_HANDSHAKE_FAILED else {}),
         ))
     return out
 

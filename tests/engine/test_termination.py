@@ -1,5 +1,6 @@
-"""TLS termination on a shared listener: per-route certificates, mTLS, close_notify both ways,
-resumption, bulk transfer, handshake failures and timeouts, and certificate errors refusing a config.
+"""TLS termination on a shared listener: per-route certificates, mTLS, the negotiated version, cipher and ALPN
+recorded and logged, close_notify both ways, resumption, bulk transfer, handshake failures and timeouts, and
+certificate errors refusing a config.
 
 Certificates are issued per test by trustme; clients are Python's ssl, `openssl s_client` and `curl`.
 """
@@ -31,7 +32,7 @@ from sniui.headless.accesslog import AccessLog
 
 from .conftest import (
     DEADLINE, FloodingUpstream, TlsClientPipe, config_from, make_client_hello, peer_sans, port_of, read_until_closed, running,
-    wait_for_flow_to_stop, wait_until, write_leaf,
+    tls_exchange, wait_for_flow_to_stop, wait_until, write_leaf,
 )
 from .test_bulk import ThreadResult, expected_digest, pattern_stream
 
@@ -183,6 +184,22 @@ async def exchange(port: int, name: str, context: ssl.SSLContext, payload: bytes
                 await writer.wait_closed()
 
 
+class CapturedAccessLogs:
+    """A JSON and a text access log on the engine's close hook, written to memory."""
+
+    def __init__(self, engine) -> None:
+        self.json_out, self.text_out = io.StringIO(), io.StringIO()
+        self.logs = (AccessLog("json", stream=self.json_out), AccessLog("text", stream=self.text_out))
+        for log in self.logs:
+            engine.add_close_hook(log)
+
+    def lines(self) -> tuple[list[dict], list[str]]:
+        """The JSON lines parsed and the text lines written so far."""
+        for log in self.logs:
+            log.flush()
+        return [json.loads(line) for line in self.json_out.getvalue().splitlines()], self.text_out.getvalue().splitlines()
+
+
 async def closed_records(engine, count: int):
     await wait_until(lambda: len(engine.snapshot().recent) >= count, what=f"{count} closed connection(s)")
     return list(reversed(engine.snapshot().recent))   # oldest first
@@ -279,11 +296,8 @@ async def test_mtls_relays_a_verified_client_and_logs_its_subject_and_refuses_th
     good = ca.issue_cert("alice@clients.test", common_name="alice", organization_name="Clients",
                           organization_unit_name="Staff")
     stranger = trustme.CA().issue_cert("mallory@clients.test", common_name="mallory")
-    log_json, log_text = io.StringIO(), io.StringIO()
     async with running(text) as engine:
-        access_json, access_text = AccessLog("json", stream=log_json), AccessLog("text", stream=log_text)
-        engine.add_close_hook(access_json)
-        engine.add_close_hook(access_text)
+        logs = CapturedAccessLogs(engine)
         port = port_of(engine)
 
         sans, line = await exchange(port, "m.test", client_context_for(ca, client_cert=good))
@@ -307,12 +321,10 @@ async def test_mtls_relays_a_verified_client_and_logs_its_subject_and_refuses_th
         assert no_cert.upstream_address is None and len(service.received) == 1   # never reached the upstream
         counters = engine.snapshot().per_route["m"]
         assert counters.errors == {HANDSHAKE_FAILED: 2} and counters.accepted == 3
-        access_json.flush()
-        access_text.flush()
-    lines = [json.loads(line) for line in log_json.getvalue().splitlines()]
+        lines, text_lines = logs.lines()
     assert lines[0]["client_subject"] == "CN=alice,OU=Staff,O=Clients" and lines[0]["mode"] == "terminate"
     assert [l["close_reason"] for l in lines[1:]] == [HANDSHAKE_FAILED, HANDSHAKE_FAILED]
-    assert 'subject="CN=alice,OU=Staff,O=Clients"' in log_text.getvalue().splitlines()[0]
+    assert 'subject="CN=alice,OU=Staff,O=Clients"' in text_lines[0]
 
 
 async def test_a_client_below_the_routes_min_version_is_refused_with_the_reason(ca, tmp_path, plain_service):
@@ -325,6 +337,62 @@ async def test_a_client_below_the_routes_min_version_is_refused_with_the_reason(
         [record] = await closed_records(engine, 1)
         assert record.close_reason is CloseReason.TLS_HANDSHAKE_FAILED
         assert "protocol" in record.close_detail.lower(), record.close_detail
+        assert record.tls_version is None and record.tls_cipher is None   # no handshake, nothing negotiated
+
+
+async def negotiated_through(port: int, name: str, context: ssl.SSLContext) -> tuple[str, str, str | None]:
+    """Through the router: what the client's own ssl object says was negotiated (the echo checked)."""
+    async with asyncio.timeout(DEADLINE):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname=name)
+        try:
+            tls = writer.get_extra_info("ssl_object")
+            writer.write(b"ping\n")
+            await reader.readline()
+            assert await reader.readexactly(5) == b"ping\n"
+            return tls.version(), tls.cipher()[0], tls.selected_alpn_protocol()
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+
+
+async def test_the_negotiated_version_cipher_and_alpn_are_recorded_and_logged_for_terminating_routes_only(
+        ca, tmp_path, plain_service, tls_upstream, client_context):
+    service = await plain_service("plain-n")
+    passthrough = await tls_upstream("tls-upstream")
+    certificates = {"n": write_leaf(ca, tmp_path, "n", "h.test", "plain.test")}
+    text = terminating_config(
+        [{"name": "h", "sni": "h.test", "certificate": "n", "alpn": ["h2", "http/1.1"], "upstream": service.address},
+         {"name": "plain", "sni": "plain.test", "certificate": "n", "upstream": service.address}],
+        certificates,
+        extra_routes=f"  - name: pass\n    sni: pass.example.com\n    upstream: '{passthrough.address}'\n")
+
+    tls13 = client_context_for(ca)
+    tls13.set_alpn_protocols(["h2", "http/1.1"])
+    tls12 = client_context_for(ca, max_version=ssl.TLSVersion.TLSv1_2)
+    tls12.set_ciphers("ECDHE+CHACHA20")   # not what the server would pick first: the record must be this one
+    tls12.set_alpn_protocols(["http/1.1"])
+    async with running(text) as engine:
+        logs = CapturedAccessLogs(engine)
+        port = port_of(engine)
+        seen = [await negotiated_through(port, "h.test", tls13),
+                await negotiated_through(port, "h.test", tls12),
+                await negotiated_through(port, "plain.test", tls13)]   # the route offers no ALPN
+        assert [(version, alpn) for version, _, alpn in seen] == [("TLSv1.3", "h2"), ("TLSv1.2", "http/1.1"),
+                                                                  ("TLSv1.3", None)]
+        assert "CHACHA20" in seen[1][1] and seen[0][1].startswith("TLS_")
+        assert await tls_exchange(port, "pass.example.com", tls13) == "upstream=tls-upstream sni=pass.example.com"
+        records = await closed_records(engine, 4)
+        assert [(r.tls_version, r.tls_cipher, r.alpn_selected) for r in records[:3]] == seen
+        assert (records[3].mode, records[3].tls_version, records[3].tls_cipher, records[3].alpn_selected) == (
+            "passthrough", None, None, None)
+        lines, text_lines = logs.lines()
+    assert [(l.get("tls_version"), l.get("tls_cipher"), l.get("alpn_selected")) for l in lines[:3]] == seen
+    assert lines[3]["mode"] == "passthrough" and "tls_version" not in lines[3] and "alpn_selected" not in lines[3]
+    assert text_lines[0].endswith(f" tls=TLSv1.3 cipher={seen[0][1]} alpn=h2")
+    assert text_lines[1].endswith(f" tls=TLSv1.2 cipher={seen[1][1]} alpn=http/1.1")
+    assert text_lines[2].endswith(f" tls=TLSv1.3 cipher={seen[2][1]} alpn=-")
+    assert " tls=" not in text_lines[3]
 
 
 async def test_a_client_that_distrusts_the_certificate_or_leaves_is_a_counted_handshake_failure(

@@ -31,6 +31,11 @@ def test_dashboard_detail_panel(snap_compare):
     assert snap_compare(app_for(), terminal_size=(120, 40), press=["slash", *"k8s", "enter", "enter"])
 
 
+def test_dashboard_detail_panel_of_a_terminating_connection(snap_compare):
+    # The api route terminates TLS: the panel adds what the handshake negotiated.
+    assert snap_compare(app_for(), terminal_size=(120, 40), press=["slash", *"api.example", "enter", "enter"])
+
+
 def test_dashboard_detail_80x24(snap_compare):
     assert snap_compare(app_for(), terminal_size=(80, 24), press=["enter"])
 

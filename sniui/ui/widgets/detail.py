@@ -1,4 +1,5 @@
-"""The connection detail panel: ClientHello facts, the routing explanation, timings, bytes, close reason."""
+"""The connection detail panel: ClientHello facts (and, when terminating, what the handshake agreed),
+the routing explanation, timings, bytes, close reason."""
 
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ class DetailPanel(VerticalScroll):
         facts.add_row("ALPN", ", ".join(conn.alpn) or "-")
         facts.add_row("TLS", f"{tls_versions(conn.tls_versions)} · ECH {'yes' if conn.ech else 'no'} · "
                              f"{conn.cipher_count} ciphers")
+        if conn.tls_version:   # terminating routes, once our handshake with the client completed
+            facts.add_row("negotiated", f"{conn.tls_version} · {conn.tls_cipher or '-'} · "
+                                        + (f"ALPN {conn.alpn_selected}" if conn.alpn_selected else "no ALPN"))
         facts.add_row("route", f"{conn.route or '-'} ({conn.mode})")
         facts.add_row("upstream", upstream_text(conn, labels or {}, full=True))
         facts.add_row("bytes", f"↑ {human_bytes(conn.bytes_up)}  ↓ {human_bytes(conn.bytes_down)}  "
