@@ -117,8 +117,9 @@ class ConnectionsTable(FastCells):
         keep = self.selected_key
         wanted = {row.key for row in rows}
         stale = [k for k in self._cells if k not in wanted]
-        if len(stale) > REBUILD_AFTER:
-            # DataTable.remove_row re-indexes every row: past a few dozen removals a rebuild is cheaper.
+        if len(stale) > REBUILD_AFTER or len(stale) * 2 > len(self._cells):
+            # DataTable.remove_row re-indexes every row: past a few dozen removals, or when most rows
+            # went away (short connections under load), a rebuild is cheaper.
             scroll_y = self.scroll_y
             self.clear()
             self._cells.clear()
