@@ -5,14 +5,15 @@
 The TUI shares one event loop with the engine, so every millisecond the app
 spends building rows and painting them is a millisecond the engine does not
 relay. This runs the real app (headless, 120x40, its own 3 Hz refresh loop
-and Textual's compositor, which renders even though nothing is displayed) on
+and Textual's compositor, which renders even though nothing is displayed; 2 Hz
+when the snapshot says the router is busy) on
 replayed snapshots that change every tick the way live traffic does, and
 reports the process's CPU time per wall-clock second, and per refresh:
 
     quiet   40 connections, nothing moves (the floor: timers, clocks, ages)
     bulk    one connection moving ~600 MB/s (the throughput benchmark's shape)
-    churn   32 short connections, all replaced every tick; recent closes fill
-            (the connection-rate benchmark's shape)
+    churn   32 short connections, all replaced every tick, 1,600 new a second;
+            recent closes fill (the connection-rate benchmark's shape)
     10k     10,000 connections, every byte counter moving, 1% replaced per tick
 
 No sockets; CPU time of this process, so other load on the machine does not
@@ -62,7 +63,11 @@ class Traffic:
             conns = self.connections = conns[churn:] + [next(self.spare) for _ in range(churn)]
             conns = [dataclasses.replace(c, bytes_up=c.bytes_up + 97 * i, bytes_down=c.bytes_down + 1009 * i)
                      for c in conns]
-        return dataclasses.replace(self.base, taken_at=now, connections=tuple(conns), recent=tuple(self.recent))
+        # The last second's new connections, as the header and the refresh pacing read them.
+        rate = {"quiet": 2, "bulk": 0, "churn": 1600, "10k": 100}[self.scenario]
+        rates = self.base.rates[:-1] + (dataclasses.replace(self.base.rates[-1], at=now, connections=rate),)
+        return dataclasses.replace(self.base, taken_at=now, connections=tuple(conns), recent=tuple(self.recent),
+                                   rates=rates)
 
 
 async def measure(scenario: str, seconds: float) -> dict[str, float]:

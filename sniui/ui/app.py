@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections import deque
 from pathlib import Path
 from typing import Iterable
@@ -18,11 +19,16 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 
-from sniui.engine.model import Event
+from sniui.engine.model import EngineSnapshot, Event
 from sniui.ui.view import EngineView
 
 # 3 Hz: fresh enough to watch traffic, cheap enough to leave the core to the relay.
 REFRESH_INTERVAL = 1 / 3
+# Under load, 2 Hz: the app paints on the loop that relays, and at a thousand new connections a
+# second every refresh repaints a table of new rows (bench/ui_cost.py, "churn").
+BUSY_REFRESH_INTERVAL = 1 / 2
+BUSY_NEW_CONNECTIONS_PER_S = 200
+BUSY_LIVE_CONNECTIONS = 2000
 EVENT_HISTORY = 5000
 
 MODES = ("dashboard", "routes", "certificates", "logs")
@@ -59,6 +65,7 @@ class SniuiApp(App[int]):
         self.demo_text = demo_text
         self._demo_traffic = demo_traffic
         self._refresh_interval = refresh_interval
+        self._refresh_due = 0.0   # monotonic time the next refresh is due
         self._follow = follow_events
         self.events: deque[Event] = deque(maxlen=EVENT_HISTORY)
         self.events_seen = 0       # total ever received: the logs screen tracks what it has shown by this
@@ -92,7 +99,7 @@ class SniuiApp(App[int]):
         self.theme = "textual-dark"
         await self.switch_mode("dashboard")
         if self._refresh_interval:
-            self.set_interval(self._refresh_interval, self.refresh_screen, name="refresh")
+            self._schedule_refresh(self._refresh_interval)
         if self._follow:
             self.follow_events()
         if self.demo_text:
@@ -103,16 +110,32 @@ class SniuiApp(App[int]):
 
     # -- the one refresh loop ----------------------------------------------------
 
-    def refresh_screen(self) -> None:
+    def _schedule_refresh(self, interval: float) -> None:
+        # Fixed-rate, not fixed-delay: a refresh that takes 200 ms (10,000 connections) must not
+        # stretch a 2 Hz loop to 1.4 Hz. A loop that fell behind starts counting afresh.
+        now = time.monotonic()
+        due = max(self._refresh_due + interval, now) if self._refresh_due else now + interval
+        self._refresh_due = due
+        self.set_timer(due - now, self._refresh_tick, name="refresh")
+
+    def _refresh_tick(self) -> None:
+        snapshot = self.refresh_screen()
+        busy = snapshot is not None and is_busy(snapshot)
+        self._schedule_refresh(max(self._refresh_interval, BUSY_REFRESH_INTERVAL) if busy else self._refresh_interval)
+
+    def refresh_screen(self) -> EngineSnapshot | None:
         """Hand the active screen a fresh snapshot, unless a dialog is up or the screen is paused."""
         screen = self.screen
         if isinstance(screen, ModalScreen) or getattr(screen, "paused", False):
-            return
+            return None
         if not self.is_running or not screen.is_mounted or not screen.is_attached:
-            return  # starting up or shutting down: the screen's widgets may not all be there
+            return None  # starting up or shutting down: the screen's widgets may not all be there
         show = getattr(screen, "show_snapshot", None)
-        if show is not None:
-            show(self.view.snapshot())
+        if show is None:
+            return None
+        snapshot = self.view.snapshot()
+        show(snapshot)
+        return snapshot
 
     @work(exclusive=True, group="events")
     async def follow_events(self) -> None:
@@ -186,6 +209,13 @@ class SniuiApp(App[int]):
             yield SystemCommand("Demo traffic", "Send a burst of demo requests through the router",
                                 self.action_demo_traffic)
         yield from super().get_system_commands(screen)
+
+
+def is_busy(snapshot: EngineSnapshot) -> bool:
+    """Enough traffic that the dashboard should refresh less often and leave the loop to the relay."""
+    rates = snapshot.rates
+    return (len(snapshot.connections) >= BUSY_LIVE_CONNECTIONS
+            or bool(rates) and rates[-1].connections >= BUSY_NEW_CONNECTIONS_PER_S)
 
 
 def screen_commands(screen: Screen) -> Iterable[SystemCommand]:
