@@ -18,6 +18,11 @@ and, terminating TLS and forwarding plain HTTP to the origin's cleartext port:
     haproxy-ssl   HAProxy `bind … ssl crt`
     sniui-ssl     sniui --headless, `mode: terminate`
 
+Every router writes one access-log line per connection to a file, as it would
+be run in production (`--access-log off`: nginx and HAProxy log nothing, their
+default, and sniui's log goes to /dev/null); the line counts are printed at
+the end as evidence.
+
 Measured, interleaving the rows and repeating to report medians:
 
     bulk MB/s         one curl download of a large file through the row
@@ -74,6 +79,15 @@ worker_processes 1;
 worker_rlimit_nofile 19900;
 events {{ worker_connections 19000; }}
 stream {{"""
+# One line per connection with what sniui's access log records (client, name, upstream, bytes, time, status);
+# written unbuffered, nginx's default for access_log.
+NGINX_STREAM_LOG = """
+    log_format sni '$remote_addr [$time_iso8601] "$ssl_preread_server_name$ssl_server_name" $upstream_addr '
+                   '$bytes_received $bytes_sent $session_time $status';
+    access_log {path} sni;"""
+# HAProxy's tcplog line (client, frontend/backend/server, timers, bytes, termination state) on stdout.
+HAPROXY_LOG_GLOBAL = "\n    log stdout format raw local0"
+HAPROXY_LOG_DEFAULTS = "\n    log global\n    option tcplog"
 
 
 def free_port() -> int:
@@ -194,6 +208,26 @@ http {{
 """)
         self.origin = self._nginx(conf, "origin")
 
+    # -- access logs: every router logs each connection to a file, or none does (--access-log off) --
+
+    @property
+    def _logging(self) -> bool:
+        return self.args.access_log == "file"
+
+    def _nginx_log(self, name: str) -> str:
+        return NGINX_STREAM_LOG.format(path=self.work / f"{name}-access.log") if self._logging else ""
+
+    @property
+    def _haproxy_log(self) -> tuple[str, str]:
+        return (HAPROXY_LOG_GLOBAL, HAPROXY_LOG_DEFAULTS) if self._logging else ("", "")
+
+    def _log_output(self, name: str):
+        return open(self.work / f"{name}-access.log", "w") if self._logging else subprocess.DEVNULL
+
+    def _sniui_log(self, name: str) -> str:
+        # sniui always writes its access log; "off" sends it where nobody keeps it.
+        return str(self.work / f"{name}-access.log") if self._logging else os.devnull
+
     def _nginx(self, conf: Path, name: str) -> subprocess.Popen:
         prefix = self.work / f"nginx-{name}"
         prefix.mkdir(exist_ok=True)
@@ -211,7 +245,7 @@ http {{
             elif name == "nginx":
                 port = free_port()
                 conf = self.work / "nginx-stream.conf"
-                conf.write_text(NGINX_STREAM_HEAD + f"""
+                conf.write_text(NGINX_STREAM_HEAD + self._nginx_log("nginx") + f"""
     map $ssl_preread_server_name $backend {{
         hostnames;
         {SNI} 127.0.0.1:{self.origin_port};
@@ -232,9 +266,9 @@ http {{
                 conf.write_text(f"""
 global
     maxconn 9900
-    nbthread 1
+    nbthread 1{self._haproxy_log[0]}
 defaults
-    mode tcp
+    mode tcp{self._haproxy_log[1]}
     timeout connect 5s
     timeout client 600s
     timeout server 600s
@@ -246,7 +280,7 @@ frontend sni
 backend origin
     server origin 127.0.0.1:{self.origin_port}
 """)
-                process = subprocess.Popen(["haproxy", "-db", "-f", str(conf)], stdout=subprocess.DEVNULL,
+                process = subprocess.Popen(["haproxy", "-db", "-f", str(conf)], stdout=self._log_output("haproxy"),
                                            stderr=open(self.work / "haproxy.log", "w"))
                 self.rows.append(Row("haproxy", port, process))
             elif name in ("sniui", "sniui-uvloop", "sniui-2w"):
@@ -260,7 +294,7 @@ limits: {{max_connections: 9900, max_connections_per_client: 9900}}
 """)
                 # The headless default is uvloop when it is installed; each row names its loop.
                 env = dict(os.environ, SNIUI_LOOP="asyncio" if name == "sniui" else "uvloop")
-                command = [sys.executable, "-m", "sniui", "--headless", "-c", str(conf), "--log-file", str(self.work / f"{name}-access.log")]
+                command = [sys.executable, "-m", "sniui", "--headless", "-c", str(conf), "--log-file", self._sniui_log(name)]
                 if name == "sniui-2w":
                     command += ["--workers", "2"]
                 process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.work / f"{name}.log", "w"), env=env)
@@ -272,7 +306,7 @@ limits: {{max_connections: 9900, max_connections_per_client: 9900}}
             elif name == "nginx-ssl":
                 port = free_port()
                 conf = self.work / "nginx-ssl.conf"
-                conf.write_text(NGINX_STREAM_HEAD + f"""
+                conf.write_text(NGINX_STREAM_HEAD + self._nginx_log(name) + f"""
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {self.cert};
@@ -292,9 +326,9 @@ limits: {{max_connections: 9900, max_connections_per_client: 9900}}
                 conf.write_text(f"""
 global
     maxconn 9900
-    nbthread 1
+    nbthread 1{self._haproxy_log[0]}
 defaults
-    mode tcp
+    mode tcp{self._haproxy_log[1]}
     timeout connect 5s
     timeout client 600s
     timeout server 600s
@@ -304,13 +338,13 @@ frontend tls
 backend origin
     server origin 127.0.0.1:{self.plain_port}
 """)
-                process = subprocess.Popen(["haproxy", "-db", "-f", str(conf)], stdout=subprocess.DEVNULL,
+                process = subprocess.Popen(["haproxy", "-db", "-f", str(conf)], stdout=self._log_output("haproxy-ssl"),
                                            stderr=open(self.work / "haproxy-ssl.log", "w"))
                 self.rows.append(Row(name, port, process))
             elif name == "sniui-ssl":
                 port = free_port()
                 conf = self._sniui_config(name, port, terminate=True)
-                command = [sys.executable, "-m", "sniui", "--headless", "-c", str(conf), "--log-file", str(self.work / f"{name}-access.log")]
+                command = [sys.executable, "-m", "sniui", "--headless", "-c", str(conf), "--log-file", self._sniui_log(name)]
                 process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.work / f"{name}.log", "w"))
                 self.rows.append(Row(name, port, process))
             else:
@@ -429,6 +463,11 @@ limits: {{max_connections: 9900, max_connections_per_client: 9900}}
             row.add(f"KiB_per_idle_conn@{count}", (after - before) / held / 1024)
             row.add(f"idle_failed@{count}", failed)
         time.sleep(1.0)  # let the routers close their upstream sides before the next row
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 def start_on_pty(command: list[str], rows: int = 40, columns: int = 120) -> subprocess.Popen:
@@ -568,6 +607,10 @@ def _fmt(value: float | None, digits: int | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--access-log", choices=("file", "off"), default="file",
+                        help="file: every router writes one access-log line per connection to a file, as it would "
+                             "be run in production (default); off: nginx and HAProxy log nothing (their default) "
+                             "and sniui writes its log to /dev/null")
     parser.add_argument("--rows", default="direct,nginx,haproxy,sniui,sniui-uvloop,sniui-tui,nginx-ssl,haproxy-ssl,sniui-ssl",
                         type=lambda s: [x.strip() for x in s.split(",") if x.strip()])
     parser.add_argument("--repeat", type=int, default=3)
@@ -604,6 +647,11 @@ def main(argv: list[str] | None = None) -> int:
                 for row in bench.rows:
                     bench.idle(row, count)
             result = report(bench, args)
+            if args.access_log == "file":   # evidence that every router logged alike
+                time.sleep(0.5)
+                counts = {row.name: _count_lines(bench.work / f"{row.name}-access.log") for row in bench.rows
+                          if (bench.work / f"{row.name}-access.log").exists()}
+                print("access-log lines written: " + ", ".join(f"{name} {n:,}" for name, n in counts.items()))
         finally:
             bench.stop()
     out = Path(args.json) if args.json else Path(__file__).parent / "results" / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
