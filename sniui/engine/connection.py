@@ -444,6 +444,10 @@ class Connection(asyncio.Protocol):
                     transport.abort()
                 else:
                     transport.close()
+        # The relay and uvloop's transports point back at this connection: drop our links to them
+        # so a closed connection is freed by reference counting, not left for the cyclic collector.
+        self.relay = None
+        self.transport = self.upstream_transport = None  # type: ignore[assignment]
         self._release_upstream()
         if self.admitted:
             self.engine.admission.release(self.admitted_ip)

@@ -138,6 +138,9 @@ class BufferedRelay:
         """Forward what was read before the decision, then relay both ways."""
         self.client_transport = client
         self.upstream_transport = upstream
+        # The upstream transport holds its protocol now; keeping it here too made relay <-> side a
+        # cycle that only the garbage collector could free, one per connection.
+        self.upstream_side = None
         client.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
         client.set_protocol(self._client_side(client, upstream))
         if first_bytes:

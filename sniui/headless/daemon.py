@@ -38,6 +38,7 @@ from sniui.config.units import parse_duration
 from sniui.engine import Engine, EngineError
 from sniui.engine.engine import REJECTIONS, UPSTREAM_ERRORS
 from sniui.engine.model import ConnectionInfo, Event
+from sniui.engine.heap import freeze_startup_heap
 from sniui.engine.splice_relay import make_relay
 from sniui.headless.accesslog import AccessLog
 
@@ -139,6 +140,7 @@ class Daemon:
                 from sniui.headless.workers import signals_ready
 
                 signals_ready()
+            freeze_startup_heap()
             await self.stopping.wait()
             say(f"stopping: no new connections; draining for up to {self.drain:g}s")
             await self.engine.drain(self.drain)

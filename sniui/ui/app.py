@@ -30,6 +30,7 @@ BUSY_REFRESH_INTERVAL = 1 / 2
 BUSY_NEW_CONNECTIONS_PER_S = 200
 BUSY_LIVE_CONNECTIONS = 2000
 EVENT_HISTORY = 5000
+SETTLE_HEAP_AFTER = 3.0   # seconds after start: the first screens are mounted
 
 MODES = ("dashboard", "routes", "certificates", "logs")
 # The footer shows the four screen keys as one "1234 screens" item, so 80 columns still fit the screen's own keys.
@@ -119,12 +120,16 @@ class SniuiApp(App[int]):
         self.set_timer(due - now, self._refresh_tick, name="refresh")
 
     def _refresh_tick(self) -> None:
+        if not self.is_running:
+            return   # shutting down: schedule nothing that would fire after the screens are gone
         snapshot = self.refresh_screen()
         busy = snapshot is not None and is_busy(snapshot)
         self._schedule_refresh(max(self._refresh_interval, BUSY_REFRESH_INTERVAL) if busy else self._refresh_interval)
 
     def refresh_screen(self) -> EngineSnapshot | None:
         """Hand the active screen a fresh snapshot, unless a dialog is up or the screen is paused."""
+        if not self.is_running or not self.screen_stack:
+            return None
         screen = self.screen
         if isinstance(screen, ModalScreen) or getattr(screen, "paused", False):
             return None
@@ -269,6 +274,7 @@ def run_tui(config_path: Path | None, read_only: bool = False) -> int:
 async def _run(config_path: Path | None, read_only: bool) -> int:
     from sniui.config import ConfigError, load_config
     from sniui.engine.engine import Engine, EngineError
+    from sniui.engine.heap import freeze_startup_heap
     from sniui.ui.view import LiveEngineView
 
     demo = None
@@ -306,7 +312,13 @@ async def _run(config_path: Path | None, read_only: bool) -> int:
         labels = demo.server_names if demo is not None else None
         view = LiveEngineView(engine, config_path=config_path, read_only=read_only, address_labels=labels)
         app = create_app(view, demo_text=demo_text, demo_traffic=traffic)
-        await app.run_async()
+        # By then the app has built its screens: keep them, the config and the modules out of
+        # every later full collection (see sniui/engine/heap.py).
+        settle = asyncio.get_running_loop().call_later(SETTLE_HEAP_AFTER, freeze_startup_heap)
+        try:
+            await app.run_async()
+        finally:
+            settle.cancel()
         return app.return_code or 0
     finally:
         await engine.stop()

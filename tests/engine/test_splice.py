@@ -133,7 +133,8 @@ async def test_kill_during_splice_closes_both_sides(splice_at_once):
             writer.write(b"after the hello")
             assert await asyncio.wait_for(reader.readexactly(15), DEADLINE) == b"after the hello"
             conn = next(iter(engine.registry.live.values()))
-            assert conn.relay.spliced
+            relay = conn.relay
+            assert relay.spliced
             assert engine.close_connection(conn.id)
             async with asyncio.timeout(DEADLINE):
                 with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
@@ -141,7 +142,7 @@ async def test_kill_during_splice_closes_both_sides(splice_at_once):
             info = engine.snapshot().recent[0]
             assert info.close_reason is CloseReason.KILLED
             assert info.bytes_up == len(hello) + 15 and info.bytes_down == len(hello) + 15
-            assert conn.relay.socks is None and conn.relay.directions is None
+            assert relay.socks is None and relay.directions is None   # the duplicated sockets and pipes are closed
             writer.close()
     finally:
         server.close()
