@@ -10,7 +10,8 @@ HTTPS on loopback), in passthrough mode, one worker each:
     sniui-uvloop  sniui --headless on uvloop (the headless default when uvloop is installed)
     sniui-2w      sniui --headless --workers 2 (uvloop; two engine processes on one SO_REUSEPORT port;
                   CPU and RSS are the supervisor's and both workers')
-    sniui-tui     sniui with the TUI open (on a 120x40 pseudo-terminal), same engine in-process
+    sniui-tui     sniui with the TUI open (on a 120x40 pseudo-terminal), same engine in-process,
+                  on uvloop like the headless default; compared with sniui-uvloop
 
 and, terminating TLS and forwarding plain HTTP to the origin's cleartext port:
 
@@ -561,8 +562,8 @@ def report(bench: Bench, args: argparse.Namespace) -> dict:
         metrics.append((f"KiB_per_idle_conn@{count}", f"KiB/idle conn @{count}", False))
     reference = {row.name: row for row in bench.rows}
     # Passthrough rows against nginx stream and direct; terminating rows against nginx stream `ssl`;
-    # the TUI row against the same engine headless on the same (asyncio) loop.
-    bases = [reference.get(name) for name in ("nginx", "direct", "nginx-ssl", "sniui")]
+    # the TUI row against the same engine headless on the same loop (uvloop, both defaults).
+    bases = [reference.get(name) for name in ("nginx", "direct", "nginx-ssl", "sniui-uvloop")]
     width = max(len(label) for _, label, _ in metrics) + 2
     header = f"{'':<{width}}" + "".join(f"{row.name:>14}" for row in bench.rows)
     print()

@@ -8,10 +8,7 @@ log file; SIGTERM or SIGINT stop accepting, let established connections
 finish for the drain time, close the rest, and exit 0; a second SIGTERM or
 SIGINT during the drain closes the remaining connections at once.
 
-The event loop is uvloop's when it is installed (`pip install sniui[fast]`):
-measured on the benchmark machine it costs about 15 % less CPU per
-connection than asyncio's, with the same bulk throughput. `SNIUI_LOOP=asyncio`
-keeps asyncio's loop; `SNIUI_LOOP=uvloop` insists (and says so when missing).
+The event loop is uvloop's unless `SNIUI_LOOP=asyncio` (engine/loops.py).
 
 Passthrough connections relay with splice(2) once they carry bulk
 (engine/splice_relay.py); `SNIUI_RELAY=buffered` keeps the buffered relay.
@@ -35,7 +32,7 @@ from pathlib import Path
 
 from sniui.config import ConfigError, load_file
 from sniui.config.units import parse_duration
-from sniui.engine import Engine, EngineError
+from sniui.engine import Engine, EngineError, loops
 from sniui.engine.engine import REJECTIONS, UPSTREAM_ERRORS
 from sniui.engine.model import ConnectionInfo, Event
 from sniui.engine.heap import freeze_startup_heap
@@ -84,21 +81,8 @@ def run_daemon(config_path: Path | None, drain: str = "30s", log_format: str = "
     except ValueError as exc:
         say(f"--drain: {exc}")
         return EXIT_CONFIG
-    choice = os.environ.get("SNIUI_LOOP", "")
-    loop_factory = None
-    if choice != "asyncio":
-        try:
-            import uvloop  # type: ignore[import-not-found]
-
-            loop_factory = uvloop.new_event_loop
-        except ImportError:
-            if choice == "uvloop":
-                say("SNIUI_LOOP=uvloop but uvloop is not installed; using asyncio's loop")
     try:
-        if loop_factory is None:
-            return asyncio.run(Daemon(config_path, drain_seconds, log_format, log_file, worker_index).run())
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(Daemon(config_path, drain_seconds, log_format, log_file, worker_index).run())
+        return loops.run(Daemon(config_path, drain_seconds, log_format, log_file, worker_index).run(), say)
     except KeyboardInterrupt:
         return EXIT_OK
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections import deque
 from pathlib import Path
 from typing import Iterable
@@ -24,9 +23,10 @@ from sniui.ui.view import EngineView
 
 # 3 Hz: fresh enough to watch traffic, cheap enough to leave the core to the relay.
 REFRESH_INTERVAL = 1 / 3
-# Under load, 2 Hz: the app paints on the loop that relays, and at a thousand new connections a
-# second every refresh repaints a table of new rows (bench/ui_cost.py, "churn").
-BUSY_REFRESH_INTERVAL = 1 / 2
+# Under load, two thirds of that (2 Hz): the app paints on the loop that relays, and at a thousand
+# new connections a second every refresh repaints a table of new rows (bench/ui_cost.py, "churn").
+# The timer ticks twice per refresh; a busy router skips one tick more.
+TICKS_PER_REFRESH, TICKS_PER_BUSY_REFRESH = 2, 3
 BUSY_NEW_CONNECTIONS_PER_S = 200
 BUSY_LIVE_CONNECTIONS = 2000
 EVENT_HISTORY = 5000
@@ -66,7 +66,8 @@ class SniuiApp(App[int]):
         self.demo_text = demo_text
         self._demo_traffic = demo_traffic
         self._refresh_interval = refresh_interval
-        self._refresh_due = 0.0   # monotonic time the next refresh is due
+        self._ticks = 0
+        self._ticks_per_refresh = TICKS_PER_REFRESH
         self._follow = follow_events
         self.events: deque[Event] = deque(maxlen=EVENT_HISTORY)
         self.events_seen = 0       # total ever received: the logs screen tracks what it has shown by this
@@ -100,7 +101,8 @@ class SniuiApp(App[int]):
         self.theme = "textual-dark"
         await self.switch_mode("dashboard")
         if self._refresh_interval:
-            self._schedule_refresh(self._refresh_interval)
+            # set_interval: Textual keeps it at a fixed rate and stops it when the app closes.
+            self.set_interval(self._refresh_interval / TICKS_PER_REFRESH, self._refresh_tick, name="refresh")
         if self._follow:
             self.follow_events()
         if self.demo_text:
@@ -111,30 +113,24 @@ class SniuiApp(App[int]):
 
     # -- the one refresh loop ----------------------------------------------------
 
-    def _schedule_refresh(self, interval: float) -> None:
-        # Fixed-rate, not fixed-delay: a refresh that takes 200 ms (10,000 connections) must not
-        # stretch a 2 Hz loop to 1.4 Hz. A loop that fell behind starts counting afresh.
-        now = time.monotonic()
-        due = max(self._refresh_due + interval, now) if self._refresh_due else now + interval
-        self._refresh_due = due
-        self.set_timer(due - now, self._refresh_tick, name="refresh")
-
     def _refresh_tick(self) -> None:
-        if not self.is_running:
-            return   # shutting down: schedule nothing that would fire after the screens are gone
+        self._ticks += 1
+        if self._ticks < self._ticks_per_refresh:
+            return
+        self._ticks = 0
         snapshot = self.refresh_screen()
         busy = snapshot is not None and is_busy(snapshot)
-        self._schedule_refresh(max(self._refresh_interval, BUSY_REFRESH_INTERVAL) if busy else self._refresh_interval)
+        self._ticks_per_refresh = TICKS_PER_BUSY_REFRESH if busy else TICKS_PER_REFRESH
 
     def refresh_screen(self) -> EngineSnapshot | None:
         """Hand the active screen a fresh snapshot, unless a dialog is up or the screen is paused."""
         if not self.is_running or not self.screen_stack:
-            return None
+            return None  # starting up or shutting down
         screen = self.screen
         if isinstance(screen, ModalScreen) or getattr(screen, "paused", False):
             return None
-        if not self.is_running or not screen.is_mounted or not screen.is_attached:
-            return None  # starting up or shutting down: the screen's widgets may not all be there
+        if not screen.is_mounted or not screen.is_attached:
+            return None  # the screen's widgets may not all be there yet
         show = getattr(screen, "show_snapshot", None)
         if show is None:
             return None
@@ -264,9 +260,12 @@ def create_app(view: EngineView, *, demo_text: str | None = None, demo_traffic=N
 
 
 def run_tui(config_path: Path | None, read_only: bool = False) -> int:
-    """`sniui` and `sniui -c FILE`: the engine and the app share one event loop in this process."""
+    """`sniui` and `sniui -c FILE`: the engine and the app share one event loop in this process
+    (uvloop's, as headless: engine/loops.py)."""
+    from sniui.engine import loops
+
     try:
-        return asyncio.run(_run(config_path, read_only))
+        return loops.run(_run(config_path, read_only), lambda text: print(f"sniui: {text}", file=sys.stderr))
     except KeyboardInterrupt:
         return 130
 

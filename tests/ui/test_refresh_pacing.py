@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from sniui.engine.model import RateSample
-from sniui.ui.app import BUSY_REFRESH_INTERVAL, REFRESH_INTERVAL, create_app, is_busy
+from sniui.ui.app import TICKS_PER_BUSY_REFRESH, TICKS_PER_REFRESH, create_app, is_busy
 from sniui.ui.replay_data import make_connections, replay_view
 
 
@@ -23,13 +23,22 @@ def test_busy_means_many_new_connections_a_second_or_thousands_live():
 
 async def test_the_refresh_loop_slows_down_under_load_and_speeds_up_after():
     view = replay_view(40)
-    app = create_app(view)
-    scheduled: list[float] = []
+    app = create_app(view, refresh_interval=None)   # ticks driven by the test, not by the clock
+    shown: list[int] = []
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        app._schedule_refresh = scheduled.append   # record the next interval instead of waiting for it
-        view.replace_snapshot(with_rate(view.snapshot(), 1500))
-        app._refresh_tick()
+        app.screen.show_snapshot = lambda snapshot: shown.append(snapshot.rates[-1].connections)
+
+        def refreshes_in(ticks: int) -> int:
+            before = len(shown)
+            for _ in range(ticks):
+                app._refresh_tick()
+            return len(shown) - before
+
         view.replace_snapshot(with_rate(view.snapshot(), 3))
-        app._refresh_tick()
-    assert scheduled == [BUSY_REFRESH_INTERVAL, REFRESH_INTERVAL]
+        assert refreshes_in(12) == 12 // TICKS_PER_REFRESH          # 3 Hz
+        view.replace_snapshot(with_rate(view.snapshot(), 1500))
+        assert refreshes_in(12) in (12 // TICKS_PER_BUSY_REFRESH, 12 // TICKS_PER_BUSY_REFRESH + 1)   # 2 Hz
+        view.replace_snapshot(with_rate(view.snapshot(), 3))
+        refreshes_in(TICKS_PER_BUSY_REFRESH)                         # the first quiet snapshot is seen
+        assert refreshes_in(12) == 12 // TICKS_PER_REFRESH          # back to 3 Hz
