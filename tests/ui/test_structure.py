@@ -15,6 +15,7 @@ HEADLESS_MODULES = [
     "sniui.routing", "sniui.config", "sniui.tls", "sniui.tls.certificates", "sniui.tls.contexts", "sniui.cli",
     "sniui.commands.check", "sniui.commands.match", "sniui.commands.certs", "sniui.commands.interop", "sniui.demo",
     "sniui.ui.view", "sniui.ui.rows", "sniui.ui.rates", "sniui.ui.replay_data", "sniui.ui.format",
+    "sniui.ui.dashboard_text", "sniui.ui.connection_lookup",
 ]
 
 

@@ -7,7 +7,6 @@ up the engine, and a paused dashboard simply ignores the calls.
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,12 +16,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from sniui.engine.model import ConnectionInfo, EngineSnapshot
+from sniui.ui.connection_lookup import ConnectionIndex, RouteExplainer, connection_id_of, group_at
+from sniui.ui.dashboard_text import empty_hint, error_closes, sni_errors, status_line, tab_labels
 from sniui.ui.rates import RateTracker
 from sniui.ui.rows import (
     COLUMN_KEYS, GROUP_MODES, NARROW, WIDE, ConnFilter, Group, GroupBy, RowSet, build_rows, parse_filter,
 )
 from sniui.ui.view import EngineView
-from sniui.ui.widgets.close_flow import confirm_close_many, confirm_close_one
+from sniui.ui.widgets.close_flow import close_selected
 from sniui.ui.widgets.connections import ConnectionsTable
 from sniui.ui.widgets.detail import DetailPanel
 from sniui.ui.widgets.filter import FilterBar
@@ -33,7 +34,6 @@ from sniui.ui.widgets.tones import tone_styles
 
 # Numbers are most useful biggest-first; names and ages read best ascending.
 _DESCENDING_FIRST = {"up", "down", "rate"}
-_GROUP_LABEL = {"flat": "flat", "sni": "by SNI", "upstream": "by upstream", "route": "by route"}
 # Below this width the detail panel takes the whole screen instead of sharing it.
 _NARROW = 110
 # Below this width the name columns narrow so state and bytes stay on screen.
@@ -80,12 +80,9 @@ class DashboardScreen(Screen):
         self._rate_tracker = RateTracker()
         self._rates: dict[int, float] = {}
         self._close_state: bool | None = None   # last availability of close_connection shown in the footer
-        self._explained: dict[tuple[str | None, str | None], list[str]] = {}
-        self._explained_table: object = None
+        self._explainer = RouteExplainer()
         self._rows_key: tuple | None = None
-        self._index_of: EngineSnapshot | None = None
-        self._live_by_id: dict[int, ConnectionInfo] = {}
-        self._recent_by_id: dict[int, ConnectionInfo] = {}
+        self._index = ConnectionIndex()
 
     # -- layout ---------------------------------------------------------------
 
@@ -144,9 +141,7 @@ class DashboardScreen(Screen):
             if active == "live":
                 self._show_connections(snapshot, now)
             elif active == "closed":
-                recent = snapshot.recent
-                if self.errors_only:
-                    recent = tuple(c for c in recent if c.close_reason is not None and c.close_reason.is_error)
+                recent = error_closes(snapshot.recent) if self.errors_only else snapshot.recent
                 self.query_one(RecentTable).show(recent, now)
             else:
                 self.query_one(ServersTable).show(snapshot.servers, now)
@@ -156,20 +151,12 @@ class DashboardScreen(Screen):
             self._show_status(snapshot)
         self._sync_bindings()   # the selected connection may have closed since the last refresh
 
-    def _sni_errors(self, snapshot: EngineSnapshot) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for conn in snapshot.recent:
-            if conn.close_reason is not None and conn.close_reason.is_error:
-                key = conn.sni or "(no SNI)"
-                out[key] = out.get(key, 0) + 1
-        return out
-
     def compute_rows(self, snapshot: EngineSnapshot, now: float) -> RowSet:
         return build_rows(
             snapshot.connections, now=now, rates=self._rates, conn_filter=self.conn_filter, group_by=self.group_by,
             sort=self.sort_column, reverse=self.sort_reverse != (self.sort_column in _DESCENDING_FIRST),
             expanded=self.expanded, per_route=snapshot.per_route, per_upstream=snapshot.per_upstream,
-            sni_errors=self._sni_errors(snapshot) if self.group_by == "sni" else None,
+            sni_errors=sni_errors(snapshot.recent) if self.group_by == "sni" else None,
             widths=self.query_one(ConnectionsTable).widths,
             labels=getattr(self.view, "address_labels", None) or {},
         )
@@ -189,79 +176,32 @@ class DashboardScreen(Screen):
     def _show_empty(self, rows: RowSet) -> None:
         """An empty table says why, and what to do about it."""
         self.set_class(not rows.rows, "-empty")
-        if rows.rows:
-            return
-        if rows.live:
-            text = f"No live connection matches {self.conn_filter.describe() if self.conn_filter else 'the filter'}."
-            text += "  esc clears the filter."
-        else:
-            text = "No live connections right now.  r shows the recently closed ones."
-            demo = getattr(self.app, "demo_text", None)
-            if demo:
-                text += "  t sends demo traffic.\n\n" + demo
-        self.query_one("#empty", Static).update(text)
+        if not rows.rows:
+            self.query_one("#empty", Static).update(
+                empty_hint(rows, conn_filter=self.conn_filter, demo_text=getattr(self.app, "demo_text", None)))
 
     def _label_tabs(self, snapshot: EngineSnapshot) -> None:
         tabs = self.query_one(TabbedContent)
-        down = sum(1 for s in snapshot.servers if not s.up)
-        errors = sum(1 for c in snapshot.recent if c.close_reason is not None and c.close_reason.is_error)
-        labels = {
-            "live": f"Live {len(snapshot.connections)}",
-            "closed": (f"Closed: errors only {errors}" if self.errors_only else
-                       f"Closed {len(snapshot.recent)}" + (f" ({errors} err)" if errors else "")),
-            "servers": f"Servers {len(snapshot.servers)}" + (f" ({down} down)" if down else ""),
-        }
-        for pane_id, label in labels.items():
+        for pane_id, (label, alert) in tab_labels(snapshot, errors_only=self.errors_only).items():
             tab = tabs.get_tab(pane_id)
             if str(tab.label) != label:
                 tab.label = label
-            tab.set_class(pane_id == "servers" and down > 0 or pane_id == "closed" and errors > 0, "-alert")
+            tab.set_class(alert, "-alert")
 
     def _show_status(self, snapshot: EngineSnapshot) -> None:
-        rows = self.last_rows
-        text = Text()
-        if rows is not None:
-            text.append(f"{rows.live} live")
-            if self.conn_filter is not None:
-                text.append(f" · {rows.matched} match {self.conn_filter.describe()}")
-            if self.group_by != "flat":
-                text.append(f" · {rows.groups} groups {_GROUP_LABEL[self.group_by]}")
-            if rows.truncated:
-                text.append(f" · first {len(rows.rows)} rows shown, {rows.truncated} more: narrow with /",
-                            style="bold")
-        text.append(f" · sort {self.sort_column} {'▲' if self.sort_reverse else '▼'}")
-        if snapshot.events_dropped:
-            text.append(f" · {snapshot.events_dropped} events dropped")
-        if self.paused:
-            text.append("  PAUSED (p resumes)", style="bold reverse")
-        self.query_one("#status", Line).show(text)
+        self.query_one("#status", Line).show(status_line(
+            self.last_rows, conn_filter=self.conn_filter, group_by=self.group_by, sort_column=self.sort_column,
+            sort_reverse=self.sort_reverse, events_dropped=snapshot.events_dropped, paused=self.paused))
 
     # -- detail ---------------------------------------------------------------
 
     def _find(self, connection_id: int) -> tuple[ConnectionInfo | None, bool]:
-        """The connection by id, and whether it is live; indexed once per snapshot (bindings ask often)."""
-        snapshot = self._snapshot
-        if snapshot is None:
-            return None, False
-        if self._index_of is not snapshot:
-            self._live_by_id = {c.id: c for c in snapshot.connections}
-            self._recent_by_id = {c.id: c for c in snapshot.recent}
-            self._index_of = snapshot
-        conn = self._live_by_id.get(connection_id)
-        if conn is not None:
-            return conn, True
-        return self._recent_by_id.get(connection_id), False
+        """The connection by id in the latest snapshot, and whether it is live."""
+        return self._index.find(self._snapshot, connection_id)
 
     def explanation(self, conn: ConnectionInfo) -> list[str]:
         """The same lines as `sniui match`, against the running table; cached per name until an apply."""
-        table = self.view.table
-        if table is not self._explained_table:
-            self._explained, self._explained_table = {}, table
-        alpn = conn.alpn[0] if conn.alpn else None
-        key = (conn.sni, alpn)
-        if key not in self._explained:
-            self._explained[key] = table.match(conn.sni, alpn, explain=True).explanation()
-        return self._explained[key]
+        return self._explainer.explain(self.view.table, conn)
 
     def _show_detail(self, now: float) -> None:
         panel = self.query_one(DetailPanel)
@@ -300,9 +240,9 @@ class DashboardScreen(Screen):
     @on(DataTable.RowHighlighted, "#connections")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         # While the panel is open it follows the cursor, so arrowing through rows reads like k9s' describe.
-        key = str(event.row_key.value) if event.row_key is not None else ""
-        if self.detail_id is not None and key.startswith("c:"):
-            self.detail_id = int(key[2:])
+        conn_id = connection_id_of(str(event.row_key.value) if event.row_key is not None else None)
+        if self.detail_id is not None and conn_id is not None:
+            self.detail_id = conn_id
             self._show_detail(self.view.now())
         self._sync_bindings()
 
@@ -355,23 +295,17 @@ class DashboardScreen(Screen):
             self.show_snapshot(self.view.snapshot() if not self.paused else self._snapshot)
 
     def selected_connection_id(self) -> int | None:
-        active = self.query_one(TabbedContent).active
-        if active == "live":
-            key = self.query_one(ConnectionsTable).selected_key
-            if key and key.startswith("c:"):
-                return int(key[2:])
-        if self.detail_id is not None:
-            return self.detail_id
-        return None
+        """The connection row under the cursor on the live tab, else the one the detail panel shows."""
+        conn_id = None
+        if self.query_one(TabbedContent).active == "live":
+            conn_id = connection_id_of(self.query_one(ConnectionsTable).selected_key)
+        return conn_id if conn_id is not None else self.detail_id
 
     def selected_group(self) -> Group | None:
         """The group row under the cursor on the live tab (grouped views only)."""
-        if self.query_one(TabbedContent).active != "live" or self.last_rows is None:
+        if self.query_one(TabbedContent).active != "live":
             return None
-        key = self.query_one(ConnectionsTable).selected_key
-        if not key or not key.startswith("g:"):
-            return None
-        return next((row.group for row in self.last_rows.rows if row.key == key), None)
+        return group_at(self.last_rows, self.query_one(ConnectionsTable).selected_key)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "close_connection":
@@ -437,21 +371,5 @@ class DashboardScreen(Screen):
         self.query_one(TabbedContent).active = tab
 
     def action_close_connection(self) -> None:
-        if self.view.read_only:
-            return
-        group = self.selected_group()
-        if group is not None:
-            self._close_group(group)
-            return
-        conn_id = self.selected_connection_id()
-        if conn_id is None:
-            return
-        conn, live = self._find(conn_id)
-        if conn is None or not live:
-            self.notify("that connection has already closed", severity="warning")
-            return
-        confirm_close_one(self.app, self.view, conn, on_done=self.refresh_now)
-
-    def _close_group(self, group: Group) -> None:
-        confirm_close_many(self.app, self.view, [c.id for c in group.connections],
-                           f"{_GROUP_LABEL[self.group_by]} group {group.key!r}", on_done=self.refresh_now)
+        close_selected(self.app, self.view, group=self.selected_group(), group_by=self.group_by,
+                       conn_id=self.selected_connection_id(), find=self._find, on_done=self.refresh_now)

@@ -7,6 +7,8 @@ from typing import Callable
 from textual.app import App
 
 from sniui.engine.model import ConnectionInfo
+from sniui.ui.dashboard_text import group_description
+from sniui.ui.rows import Group, GroupBy
 from sniui.ui.view import EngineView
 from sniui.ui.widgets.confirm import ConfirmDialog
 
@@ -42,3 +44,21 @@ def confirm_close_many(app: App, view: EngineView, ids: list[int], what: str, *,
         on_done()
 
     app.push_screen(ConfirmDialog(f"Close {len(ids)} connection{plural}?", body, confirm_label="Close all"), answered)
+
+
+def close_selected(app: App, view: EngineView, *, group: Group | None, group_by: GroupBy, conn_id: int | None,
+                   find: Callable[[int], tuple[ConnectionInfo | None, bool]], on_done: Callable[[], None]) -> None:
+    """`k` on the dashboard: every connection of the group under the cursor, else the selected live one."""
+    if view.read_only:
+        return
+    if group is not None:
+        confirm_close_many(app, view, [c.id for c in group.connections], group_description(group_by, group.key),
+                           on_done=on_done)
+        return
+    if conn_id is None:
+        return
+    conn, live = find(conn_id)
+    if conn is None or not live:
+        app.notify("that connection has already closed", severity="warning")
+        return
+    confirm_close_one(app, view, conn, on_done=on_done)
