@@ -6,6 +6,10 @@ cyclic collector's oldest generation re-scans all of them on every full
 collection: 25-40 ms with the loop stopped, which was the asyncio row's p99
 latency. Freezing them after start-up moves them out of the collector's view;
 what connections allocate later is still collected as before.
+
+A frozen object that later becomes cyclic garbage (the previous config's
+objects after a reload) is never collected while frozen, so `settle_heap`
+unfreezes first: call it after start-up and again after each reload.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import gc
 
 
-def freeze_startup_heap() -> None:
-    """Collect start-up garbage once, then keep every surviving object out of later collections."""
+def settle_heap() -> None:
+    """Collect everything collectable once, then keep every survivor out of later collections."""
+    gc.unfreeze()
     gc.collect()
     gc.freeze()

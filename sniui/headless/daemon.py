@@ -34,8 +34,8 @@ from sniui.config import ConfigError, load_file
 from sniui.config.units import parse_duration
 from sniui.engine import Engine, EngineError, loops
 from sniui.engine.engine import REJECTIONS, UPSTREAM_ERRORS
+from sniui.engine.heap import settle_heap
 from sniui.engine.model import ConnectionInfo, Event
-from sniui.engine.heap import freeze_startup_heap
 from sniui.engine.splice_relay import make_relay
 from sniui.headless.accesslog import AccessLog
 
@@ -124,7 +124,7 @@ class Daemon:
                 from sniui.headless.workers import signals_ready
 
                 signals_ready()
-            freeze_startup_heap()
+            settle_heap()
             await self.stopping.wait()
             say(f"stopping: no new connections; draining for up to {self.drain:g}s")
             await self.engine.drain(self.drain)
@@ -273,6 +273,7 @@ class Daemon:
             return False
         for warning in loaded.warnings:
             print(str(warning), file=sys.stderr)
+        settle_heap()   # the previous config's objects were frozen: let them go
         say(f"reloaded {self.config_path} (generation {self.engine.generation})")
         if self.engine.fd_warning:
             say(f"warning: {self.engine.fd_warning}")

@@ -273,7 +273,7 @@ def run_tui(config_path: Path | None, read_only: bool = False) -> int:
 async def _run(config_path: Path | None, read_only: bool) -> int:
     from sniui.config import ConfigError, load_config
     from sniui.engine.engine import Engine, EngineError
-    from sniui.engine.heap import freeze_startup_heap
+    from sniui.engine.heap import settle_heap
     from sniui.ui.view import LiveEngineView
 
     demo = None
@@ -313,7 +313,7 @@ async def _run(config_path: Path | None, read_only: bool) -> int:
         app = create_app(view, demo_text=demo_text, demo_traffic=traffic)
         # By then the app has built its screens: keep them, the config and the modules out of
         # every later full collection (see sniui/engine/heap.py).
-        settle = asyncio.get_running_loop().call_later(SETTLE_HEAP_AFTER, freeze_startup_heap)
+        settle = asyncio.get_running_loop().call_later(SETTLE_HEAP_AFTER, settle_heap)
         try:
             await app.run_async()
         finally:
