@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from sniui.engine.model import CloseReason
 from sniui.engine.relay import HIGH_WATER
 
@@ -144,3 +146,23 @@ routes:
             assert engine.snapshot().recent[0].close_reason is CloseReason.CLIENT_CLOSED
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("upstream_host", ["127.0.0.1", "localhost"])   # the callback dial; the resolving dial
+async def test_both_sides_of_a_relayed_connection_send_without_nagle(raw_upstream, upstream_host):
+    """Small relayed writes must leave at once: with Nagle on, a TLS client's second flight
+    waited for the upstream's delayed ACK (40 ms) whenever the first was still unacknowledged."""
+    upstream = await raw_upstream()
+    text = f"""
+listen: [{{address: "127.0.0.1:0"}}]
+routes: [{{sni: small.example.com, upstream: "{upstream_host}:{upstream.port}"}}]
+"""
+    async with running(text) as engine:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(engine))
+        writer.write(make_client_hello("small.example.com"))
+        await wait_until(lambda: upstream.received and upstream.received[0], what="the hello upstream")
+        conn = next(iter(engine.registry.live.values()))
+        for side in (conn.transport, conn.upstream_transport):
+            sock = side.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), side
+        writer.close()
