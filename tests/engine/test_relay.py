@@ -44,6 +44,8 @@ routes:
             conn = next(iter(engine.registry.live.values()))
             reader._transport.pause_reading()   # the client stops reading entirely
             await wait_for_flow_to_stop(conn, "the relay never stopped moving bytes towards a client that does not read")
+            # Paused, not closed: a closed connection also stops the flow.
+            assert conn.closed is None, f"closed instead of paused: {conn.close_reason} ({conn.close_detail})"
             assert upstream.sent < TOTAL
             assert conn.transport.get_write_buffer_size() <= HIGH_WATER + READ_CHUNK
             reader._transport.resume_reading()
