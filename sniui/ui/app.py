@@ -309,7 +309,8 @@ async def _run(config_path: Path | None, read_only: bool) -> int:
 
             traffic = lambda: demo_traffic(demo, port)  # noqa: E731
         labels = demo.server_names if demo is not None else None
-        view = LiveEngineView(engine, config_path=config_path, read_only=read_only, address_labels=labels)
+        view = LiveEngineView(engine, config_path=config_path, read_only=read_only, address_labels=labels,
+                              after_apply=settle_heap)
         app = create_app(view, demo_text=demo_text, demo_traffic=traffic)
         # By then the app has built its screens: keep them, the config and the modules out of
         # every later full collection (see sniui/engine/heap.py).

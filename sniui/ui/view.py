@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Iterable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from sniui.config import Config
 from sniui.engine.model import CloseReason, ConnState, EngineSnapshot, Event
@@ -58,10 +58,12 @@ class LiveEngineView:
     """An `EngineView` over a real, running `Engine` in this process."""
 
     def __init__(self, engine: "Engine", *, config_path: Path | None = None, read_only: bool = False,
-                 address_labels: Mapping[str, str] | None = None):
+                 address_labels: Mapping[str, str] | None = None, after_apply: Callable[[], None] | None = None):
         self.engine = engine
         self.read_only = read_only
         self._config_path = config_path
+        # Run once the engine has taken a config (the TUI lets the old config's objects go: engine/heap.py).
+        self.after_apply = after_apply
         # Optional names for upstream addresses ("127.0.0.1:40211" → "shop-2"), e.g. the demo's servers.
         self.address_labels: Mapping[str, str] = address_labels or {}
 
@@ -90,6 +92,8 @@ class LiveEngineView:
         if self.read_only:
             raise PermissionError("read-only: applying a config is disabled")
         await self.engine.apply(config)
+        if self.after_apply is not None:
+            self.after_apply()
 
     def close_connection(self, connection_id: int) -> bool:
         if self.read_only:
