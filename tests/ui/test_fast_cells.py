@@ -92,3 +92,21 @@ async def test_cells_repaint_when_they_change(replay_app):
         after = painted(table, True)
         assert "changed.example" in "".join(text for text, _ in after[1])
         assert "changed.example" not in "".join(text for text, _ in before[1])
+
+
+async def test_hovered_and_scrolled_rows_paint_as_datatable_does(replay_app):
+    """The mouse hover row, and a table scrolled down (the header stays, rows shift)."""
+    from textual.coordinate import Coordinate
+
+    app = replay_app(80)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(ConnectionsTable)
+        table.scroll_to(y=7, animate=False, immediate=True)
+        await pilot.pause()
+        assert table.scroll_offset.y == 7
+        table._show_hover_cursor = True
+        table.hover_coordinate = Coordinate(9, 2)
+        table.move_cursor(row=12, animate=False, scroll=False)
+        await pilot.pause()
+        assert_same_paint(table)

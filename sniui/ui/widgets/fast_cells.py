@@ -7,10 +7,16 @@ for a screenful, on the loop the engine relays on. Our cells are one-line,
 single-style `Text` already clipped to their column, so they can be painted
 as three segments (padding, text, padding) and cached by what they show.
 
-Anything else (headers, labels, multi-line rows, styled spans, a Textual
-without these internals) takes DataTable's own path. This leans on
-DataTable's private rendering hooks, so the pinned Textual version is tested
-to paint identically both ways (tests/ui/test_fast_cells.py).
+Rows are assembled the same way for a row cursor over plain columns, without
+re-deriving per row what is fixed for a paint (header style, background
+colours, column widths, the widget's style).
+
+Anything else (row labels, fixed columns, zebra stripes, multi-line rows,
+styled spans) takes DataTable's own path. This leans on DataTable's private
+rendering hooks, so the pinned Textual version is tested to paint
+identically both ways, cursor, hover and scrolling included
+(tests/ui/test_fast_cells.py). bench/ui_cost.py: a quiet dashboard of 40
+connections costs ~35-45 ms of CPU a second, 183 before any of this.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class FastCells(DataTable):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._painted: dict[tuple, list[list[Segment]]] = {}
+        self._meta_styles: dict[int, Style] = {}
+        self._paint_style: Style | None = None
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False):
@@ -59,6 +67,56 @@ class FastCells(DataTable):
                     Segment(fill, pad_style)] if text else [Segment(" " * width, pad_style)]
             painted = self._painted[key] = [line]
         return painted
+
+    def render_lines(self, crop):
+        # The widget's style is the same for every line of one paint; DataTable asks for it per line
+        # (DOMNode.rich_style walks the ancestors each time).
+        self._paint_style = self.rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint_style = None
+
+    def render_line(self, y: int):
+        style = self._paint_style
+        if style is None or self.fixed_rows or not self.fast_cells:
+            return super().render_line(y)
+        width = self.size.width
+        scroll_x, scroll_y = self.scroll_offset
+        if y >= (self.header_height if self.show_header else 0):
+            y += scroll_y
+        return self._render_line(y, scroll_x, scroll_x + width, style)
+
+    def _render_line_in_row(self, row_key, line_no: int, base_style: Style, cursor_location, hover_location):
+        # DataTable's own assembly re-derives per row what is the same for the whole paint (the
+        # header style, the background colours, every column's width twice, a highlight test per
+        # cell); for a row cursor over plain columns this assembles the same segments directly.
+        if (not self.fast_cells or self.cursor_type != "row" or self.fixed_columns or self.zebra_stripes
+                or (self._labelled_row_exists and self.show_row_labels)):
+            return super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
+        row_index = self._row_locations.get(row_key) if row_key in self._row_locations else -1
+        row_style = (self.get_component_styles("datatable--header").rich_style if row_index == -1 else base_style)
+        cursor = cursor_location.row == row_index
+        hover = hover_location.row == row_index
+        render_cell = self._render_cell
+        widths = [column.get_render_width(self) for column in self.ordered_columns]
+        row = [render_cell(row_index, index, row_style, width, cursor=cursor, hover=hover)[line_no]
+               for index, width in enumerate(widths)]
+        remaining = max(0, self.size.width - (sum(widths) + self._row_label_column_width))
+        extend_style, _ = self._get_styles_to_render_cell(
+            row_index == -1, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor, False, False)
+        extend_style = row_style + extend_style + self._out_of_bounds_meta(row_index)
+        row.append([Segment(" " * remaining, extend_style)])
+        return [], row
+
+    def _out_of_bounds_meta(self, row_index: int) -> Style:
+        """What a click right of the last column carries (cached: Style.from_meta pickles its dict)."""
+        meta = self._meta_styles.get(row_index)
+        if meta is None:
+            if len(self._meta_styles) >= CACHE_LIMIT:
+                self._meta_styles.clear()
+            meta = self._meta_styles[row_index] = Style.from_meta({"row": row_index, "column": 0, "out_of_bounds": True})
+        return meta
 
     def _plain_cell(self, row_index: int, column_index: int) -> Text | None:
         """The cell's Text when the direct paint shows exactly what Rich would; else None."""
