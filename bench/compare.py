@@ -218,9 +218,18 @@ http {{
     def _nginx_log(self, name: str) -> str:
         return NGINX_STREAM_LOG.format(path=self.work / f"{name}-access.log") if self._logging else ""
 
-    @property
-    def _haproxy_log(self) -> tuple[str, str]:
-        return (HAPROXY_LOG_GLOBAL, HAPROXY_LOG_DEFAULTS) if self._logging else ("", "")
+    def _haproxy_head(self) -> str:
+        """The global and defaults sections both HAProxy rows share: one thread, TCP mode, nginx's timeouts."""
+        log_global, log_defaults = (HAPROXY_LOG_GLOBAL, HAPROXY_LOG_DEFAULTS) if self._logging else ("", "")
+        return f"""
+global
+    maxconn 9900
+    nbthread 1{log_global}
+defaults
+    mode tcp{log_defaults}
+    timeout connect 5s
+    timeout client 600s
+    timeout server 600s"""
 
     def _log_output(self, name: str):
         return open(self.work / f"{name}-access.log", "w") if self._logging else subprocess.DEVNULL
@@ -264,15 +273,7 @@ http {{
             elif name == "haproxy":
                 port = free_port()
                 conf = self.work / "haproxy.cfg"
-                conf.write_text(f"""
-global
-    maxconn 9900
-    nbthread 1{self._haproxy_log[0]}
-defaults
-    mode tcp{self._haproxy_log[1]}
-    timeout connect 5s
-    timeout client 600s
-    timeout server 600s
+                conf.write_text(self._haproxy_head() + f"""
 frontend sni
     bind 127.0.0.1:{port}
     tcp-request inspect-delay 5s
@@ -324,15 +325,7 @@ limits: {{max_connections: 9900, max_connections_per_client: 9900}}
                 combined.write_bytes(self.cert.read_bytes() + self.key.read_bytes())
                 os.chmod(combined, 0o600)
                 conf = self.work / "haproxy-ssl.cfg"
-                conf.write_text(f"""
-global
-    maxconn 9900
-    nbthread 1{self._haproxy_log[0]}
-defaults
-    mode tcp{self._haproxy_log[1]}
-    timeout connect 5s
-    timeout client 600s
-    timeout server 600s
+                conf.write_text(self._haproxy_head() + f"""
 frontend tls
     bind 127.0.0.1:{port} ssl crt {combined}
     default_backend origin
