@@ -277,13 +277,7 @@ class Dialing:
 
     def _attempt_failed(self, exc: BaseException) -> None:
         self._stop_timer()
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            try:
-                self.loop.remove_writer(sock.fileno())
-            except (OSError, ValueError):
-                pass
-            sock.close()
+        self._close_socket()
         server = self.servers[self.index]
         upstreams = self.upstreams
         label = format_address(server.host, server.port)
@@ -318,6 +312,10 @@ class Dialing:
             return
         self.finished = True
         self._abandon_attempt()
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        """Close the socket of a connect still in flight (selector loops), and stop watching it."""
         sock, self.sock = self.sock, None
         if sock is not None:
             try:
