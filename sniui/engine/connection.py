@@ -31,7 +31,7 @@ from sniui.engine.balancer import ServerState, UpstreamPool, format_address
 from sniui.engine.dialer import Dialed, DialError, Dialing
 from sniui.engine.model import CloseReason, ConnectionInfo, ConnState
 from sniui.engine.proxy_protocol import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
-from sniui.engine.relay import CLIENT
+from sniui.engine.relay import CLIENT, close_transports
 from sniui.engine.terminate import TerminatingRelay, negotiated, peer_subject
 from sniui.tls import alerts
 from sniui.tls.contexts import ContextError, describe_ssl_error
@@ -438,12 +438,7 @@ class Connection(asyncio.Protocol):
         self.dial_decision = None
         if self.relay is not None:
             self.relay.close(abort)
-        for transport in (self.transport, self.upstream_transport):
-            if transport is not None and not transport.is_closing():
-                if abort:
-                    transport.abort()
-                else:
-                    transport.close()
+        close_transports((self.transport, self.upstream_transport), abort)
         # The relay and uvloop's transports point back at this connection: drop our links to them
         # so a closed connection is freed by reference counting, not left for the cyclic collector.
         self.relay = None

@@ -114,6 +114,16 @@ class _UpstreamSide(asyncio.Protocol):
             self.conn.relay_finished(UPSTREAM, exc)
 
 
+def close_transports(transports: tuple[asyncio.BaseTransport | None, ...], abort: bool = False) -> None:
+    """Close (or abort: RST, nothing flushed) each transport that is still open."""
+    for transport in transports:
+        if transport is not None and not transport.is_closing():
+            if abort:
+                transport.abort()  # type: ignore[attr-defined]
+            else:
+                transport.close()
+
+
 class BufferedRelay:
     """Relay through the transports' buffers (works for any transport, TLS included)."""
 
@@ -151,9 +161,4 @@ class BufferedRelay:
             client.resume_reading()
 
     def close(self, abort: bool = False) -> None:
-        for transport in (self.client_transport, self.upstream_transport):
-            if transport is not None and not transport.is_closing():
-                if abort:
-                    transport.abort()
-                else:
-                    transport.close()
+        close_transports((self.client_transport, self.upstream_transport), abort)

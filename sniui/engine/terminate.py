@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 
 from sniui.engine.model import CloseReason
-from sniui.engine.relay import CLIENT, HIGH_WATER, LOW_WATER, UPSTREAM
+from sniui.engine.relay import CLIENT, HIGH_WATER, LOW_WATER, UPSTREAM, close_transports
 from sniui.tls.contexts import describe_ssl_error
 
 if TYPE_CHECKING:
@@ -198,12 +198,7 @@ class TerminatingRelay:
             client.resume_reading()
 
     def close(self, abort: bool = False) -> None:
-        for transport in (self.client_transport, self.upstream_transport):
-            if transport is not None and not transport.is_closing():
-                if abort:
-                    transport.abort()
-                else:
-                    transport.close()
+        close_transports((self.client_transport, self.upstream_transport), abort)
 
     # -- the client side ------------------------------------------------------------------------
 
