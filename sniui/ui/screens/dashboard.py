@@ -332,9 +332,6 @@ class DashboardScreen(Screen):
         index = GROUP_MODES.index(self.group_by)
         self.group_by = GROUP_MODES[(index + 1) % len(GROUP_MODES)]
 
-    def set_group(self, group_by: GroupBy) -> None:
-        self.group_by = group_by
-
     def watch_group_by(self) -> None:
         self.expanded.clear()  # the status line names the grouping; no toast to cover the table
         self.refresh_now()
