@@ -353,6 +353,15 @@ async def read_until_closed(reader: asyncio.StreamReader, limit: int = 1 << 20) 
     return data
 
 
+async def count_until_closed(reader: asyncio.StreamReader, timeout: float = DEADLINE * 3) -> int:
+    """Read a (large) stream to its end and return how many bytes it carried."""
+    total = 0
+    async with asyncio.timeout(timeout):
+        while chunk := await reader.read(1 << 20):
+            total += len(chunk)
+    return total
+
+
 # -- termination -------------------------------------------------------------------------------
 
 
