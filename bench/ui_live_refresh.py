@@ -15,20 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ssl
 import statistics
 import time
 
-
-def client_hello(name: str) -> bytes:
-    context = ssl.create_default_context()
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname=name)
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
+from conn_cost import client_hello   # same directory: bench/ scripts run as `python bench/NAME.py`
 
 
 async def main(count: int, rounds: int) -> None:
